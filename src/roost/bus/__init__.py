@@ -1,0 +1,20 @@
+"""Message bus with two backends behind one interface: ``memory`` and ``nats``."""
+
+from __future__ import annotations
+
+from roost.bus._base import Bus, Delivery, Handler, Subscription, subject_matches
+from roost.bus._memory import MemoryBus
+
+
+def create_bus(backend: str, url: str = "") -> Bus:
+    """Build a bus by backend name (``memory`` or ``nats``); connect it before use."""
+    if backend == "memory":
+        return MemoryBus()
+    if backend == "nats":
+        from roost.bus._nats import NatsBus
+
+        return NatsBus(url or "nats://127.0.0.1:4222")
+    raise ValueError(f"unknown bus backend {backend!r} (expected 'memory' or 'nats')")
+
+
+__all__ = ["Bus", "Delivery", "Handler", "MemoryBus", "Subscription", "create_bus", "subject_matches"]

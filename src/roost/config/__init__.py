@@ -1,0 +1,29 @@
+"""Configuration: ``config.toml`` + ``ROOST_*`` environment variables (see docs/configuration.md)."""
+
+from roost.config._settings import (
+    BusConfig,
+    ConfigError,
+    EmbeddingConfig,
+    InferenceConfig,
+    LogConfig,
+    RuntimeConfig,
+    Settings,
+    StateConfig,
+    config_path,
+    default_home,
+    load_settings,
+)
+
+__all__ = [
+    "BusConfig",
+    "ConfigError",
+    "EmbeddingConfig",
+    "InferenceConfig",
+    "LogConfig",
+    "RuntimeConfig",
+    "Settings",
+    "StateConfig",
+    "config_path",
+    "default_home",
+    "load_settings",
+]

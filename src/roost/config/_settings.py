@@ -1,0 +1,148 @@
+"""Roost configuration: ``config.toml`` plus ``ROOST_*`` environment overrides.
+
+Precedence (highest first): keyword arguments, environment (``ROOST_BUS__BACKEND=nats``; nested
+keys joined by ``__``), the TOML file, defaults. The file is ``$ROOST_CONFIG`` if set, else
+``$ROOST_HOME/config.toml`` (``ROOST_HOME`` defaults to ``~/.roost``). Unknown keys and bad
+values are errors that name the key.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names the file, the key and the problem."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BusConfig(_Section):
+    backend: Literal["memory", "nats"] = "memory"
+    """``memory`` runs everything in one process; ``nats`` connects to ``url``."""
+    url: str = "nats://127.0.0.1:4222"
+
+
+class StateConfig(_Section):
+    backend: Literal["sqlite", "postgres"] = "sqlite"
+    url: str = ""
+    """SQLAlchemy URL; empty means ``sqlite:///$ROOST_HOME/roost.db``."""
+
+
+class InferenceConfig(_Section):
+    default_model: str = "smollm2"
+    """Model used by agents that do not name one."""
+    timeout_s: float = Field(120.0, gt=0)
+    threads: int = Field(0, ge=0)
+    """CPU threads for the embedded engine; 0 lets llama.cpp choose."""
+
+
+class EmbeddingConfig(_Section):
+    default_model: str = "minilm"
+    timeout_s: float = Field(60.0, gt=0)
+
+
+class RuntimeConfig(_Section):
+    request_timeout_s: float = Field(30.0, gt=0)
+    """Default timeout of a service call made by an agent."""
+    run_timeout_s: float = Field(600.0, gt=0)
+    """Default timeout of a whole agent run."""
+    max_turns: int = Field(8, ge=1)
+    """Most model calls one declarative chat run may make (each tool round is a turn)."""
+    process_start_timeout_s: float = Field(30.0, gt=0)
+    """How long a process-runtime agent may take to answer ``/health``."""
+
+
+class LogConfig(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("ROOST_HOME") or Path.home() / ".roost").expanduser()
+
+
+class Settings(BaseSettings):
+    """All roost settings. Build with :func:`load_settings` to get clear errors."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ROOST_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        case_sensitive=False,
+    )
+
+    home: Path = Field(default_factory=default_home)
+    """Data directory: database, secrets key, logs, deployed agents."""
+    bus: BusConfig = BusConfig()
+    state: StateConfig = StateConfig()
+    inference: InferenceConfig = InferenceConfig()
+    embedding: EmbeddingConfig = EmbeddingConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+    log: LogConfig = LogConfig()
+
+    @property
+    def database_url(self) -> str:
+        return self.state.url or f"sqlite:///{self.home / 'roost.db'}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads the TOML file chosen by :func:`config_path` (absent file = no settings)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = config_path()
+        if not path.is_file():
+            return {}
+        try:
+            return tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+
+
+_ENV_SKIP = {"ROOST_CONFIG", "ROOST_WORKER_ROLE"}
+
+
+def config_path() -> Path:
+    explicit = os.environ.get("ROOST_CONFIG")
+    return Path(explicit).expanduser() if explicit else default_home() / "config.toml"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Load settings from file + environment, raising :class:`ConfigError` on any problem."""
+    saved = {k: os.environ.pop(k) for k in _ENV_SKIP if k in os.environ}
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"])
+            problems.append(f"{key}: {err['msg']}")
+        source = config_path() if config_path().is_file() else "environment"
+        raise ConfigError(f"{source}: invalid configuration: " + "; ".join(problems)) from None
+    finally:
+        os.environ.update(saved)
