@@ -114,8 +114,10 @@ class _TomlSource(PydanticBaseSettingsSource):
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False
 
+    path: Path | None = None  # set by load_settings; config_path() otherwise
+
     def __call__(self) -> dict[str, Any]:
-        path = config_path()
+        path = self.path or config_path()
         if not path.is_file():
             return {}
         try:
@@ -134,7 +136,10 @@ def config_path() -> Path:
 
 def load_settings(**overrides: Any) -> Settings:
     """Load settings from file + environment, raising :class:`ConfigError` on any problem."""
+    path = config_path()
+    # variables that configure the process, not settings: hide them from the env source
     saved = {k: os.environ.pop(k) for k in _ENV_SKIP if k in os.environ}
+    _TomlSource.path = path
     try:
         return Settings(**overrides)
     except ValidationError as exc:
@@ -142,7 +147,8 @@ def load_settings(**overrides: Any) -> Settings:
         for err in exc.errors():
             key = ".".join(str(p) for p in err["loc"])
             problems.append(f"{key}: {err['msg']}")
-        source = config_path() if config_path().is_file() else "environment"
+        source = path if path.is_file() else "environment"
         raise ConfigError(f"{source}: invalid configuration: " + "; ".join(problems)) from None
     finally:
+        _TomlSource.path = None
         os.environ.update(saved)

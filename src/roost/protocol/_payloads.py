@@ -170,6 +170,7 @@ class AgentCall(msgspec.Struct, frozen=True, omit_defaults=True):
     agent: str
     input: Any = None
     timeout_s: float = 300.0
+    depth: int = 1  # how deep in a chain of agent calls this call is (guards against loops)
 
 
 class AgentCallResult(msgspec.Struct, frozen=True, omit_defaults=True):

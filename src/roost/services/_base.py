@@ -77,6 +77,10 @@ class ServiceWorker:
     async def close(self) -> None:
         """Release resources (engines, connections). Called by ``stop``."""
 
+    async def op_ping(self, request: RequestMessage) -> dict[str, Any]:
+        """Health check every service answers: its name and operations."""
+        return {"service": self.service, "ops": self.ops, "served": self.served}
+
     async def _on_delivery(self, delivery: Delivery) -> None:
         try:
             request = decode(delivery.data, RequestMessage)

@@ -1,0 +1,75 @@
+"""Shared CLI plumbing: one-line errors, the platform lifecycle, consoles."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, NoReturn, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from roost.agents import ManifestError
+from roost.config import ConfigError, Settings, load_settings
+from roost.protocol import RoostError
+
+console = Console()
+err_console = Console(stderr=True)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# Errors a user can act on: print the cause in one line, no traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (RoostError, ManifestError, ConfigError, OSError)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def settings() -> Settings:
+    try:
+        loaded = load_settings()
+    except ConfigError as exc:
+        fail(str(exc))
+    logging.basicConfig(
+        level=loaded.log.level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    return loaded
+
+
+def run_async(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
+    """Run an async command, turning expected errors into a one-line message and exit 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return asyncio.run(fn(*args, **kwargs))
+        except USER_ERRORS as exc:
+            fail(str(exc) or type(exc).__name__)
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+
+    return wrapper
+
+
+async def with_platform(
+    work: Callable[[Any], Awaitable[T]], *, services: bool = False, status: str = ""
+) -> T:
+    """Open the platform from settings, run ``work(platform)``, close it."""
+    from roost.platform import Platform
+
+    config = settings()
+    if status:
+        with err_console.status(status, spinner="dots"):
+            platform = await Platform.open(config, start_services=services)
+    else:
+        platform = await Platform.open(config, start_services=services)
+    try:
+        return await work(platform)
+    finally:
+        await platform.close()

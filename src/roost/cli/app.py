@@ -1,0 +1,36 @@
+"""The ``roost`` command line."""
+
+from __future__ import annotations
+
+import typer
+
+from roost import __version__
+from roost.cli import agents, models, secrets, sessions
+
+app = typer.Typer(
+    name="roost",
+    help="Roost: run AI agents on a laptop or a cluster.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(agents.app, name="agent")
+app.add_typer(sessions.app, name="session")
+app.add_typer(models.app, name="model")
+app.add_typer(secrets.app, name="secret")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"roost {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True),
+) -> None:
+    """Roost: run AI agents on a laptop or a cluster."""
+
+
+def main() -> None:
+    app()

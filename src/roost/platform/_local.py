@@ -1,0 +1,475 @@
+"""The platform assembled in one process: stores, bus, services, runtimes, harness.
+
+This is what ``roost`` uses in local mode (memory bus, SQLite, embedded engines), and what
+``roostd`` runs to serve the platform services on NATS. The CLI only talks to this facade.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from roost.agents import AgentManifest, ManifestError, load_manifest, parse_manifest
+from roost.agents._loader import EntryPointError, load_entry
+from roost.bus import Bus, create_bus
+from roost.config import Settings
+from roost.engines import EngineSet, default_models
+from roost.protocol import (
+    AgentCall,
+    CompleteMessage,
+    InvalidRequestError,
+    NoRespondersError,
+    NotFoundError,
+    RequestMessage,
+    RoostError,
+    ServiceTimeoutError,
+    subjects,
+)
+from roost.runtime import (
+    ChatRuntime,
+    Harness,
+    InProcessExecutor,
+    PythonRuntime,
+    RunResult,
+    StateRecorder,
+)
+from roost.runtime._harness import EventCallback, branch_history
+from roost.runtime._process import ProcessRuntime
+from roost.runtime._provider import ProviderEndpoint
+from roost.services import ServiceWorker, call_service
+from roost.services.agents import AgentCallService
+from roost.services.embedding import EmbeddingService
+from roost.services.inference import InferenceService
+from roost.services.kv import KvService
+from roost.services.tools import ToolService
+from roost.services.vectors import VectorService
+from roost.stores import AgentRecord, Branch, ModelRecord, Node, Session, Stores, open_stores
+from roost.tools import Tool, builtin_tools, tool_from_function
+
+log = logging.getLogger("roost.platform")
+
+LOCAL_SERVICES = ("infer", "embed", "kv", "vec", "tool", "agent")
+_COPY_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".venv", ".git", "node_modules")
+
+
+@dataclass(frozen=True)
+class AvailableModel:
+    """A model an engine can serve, as listed by ``roost model available``."""
+
+    engine: str
+    model: str
+    where: str
+
+
+class Platform:
+    """One process's view of roost. Open with :meth:`open`; close with :meth:`close`."""
+
+    def __init__(self, settings: Settings, stores: Stores, bus: Bus, engines: EngineSet) -> None:
+        self.settings = settings
+        self.stores = stores
+        self.bus = bus
+        self.engines = engines
+        self.workers: list[ServiceWorker] = []
+        self.provider = ProviderEndpoint()
+        self.runtimes = {
+            "python": PythonRuntime(),
+            "chat": ChatRuntime(max_turns=settings.runtime.max_turns),
+            "process": ProcessRuntime(
+                self.provider, start_timeout_s=settings.runtime.process_start_timeout_s
+            ),
+        }
+        self.executor = InProcessExecutor(
+            bus,
+            StateRecorder(stores.state),
+            self.get_agent,
+            self.runtimes,  # type: ignore[arg-type]
+            load_history=lambda inv: branch_history(stores.state, inv),
+            default_chat_model=settings.inference.default_model,
+            default_embedding_model=settings.embedding.default_model,
+            request_timeout_s=settings.runtime.request_timeout_s,
+            infer_timeout_s=settings.inference.timeout_s,
+        )
+        self.harness = Harness(bus, stores.state, self.executor, run_timeout_s=settings.runtime.run_timeout_s)
+        self._tool_cache: dict[tuple[str, int], dict[str, Tool]] = {}
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, settings: Settings, *, start_services: bool = True) -> Platform:
+        """Open stores (migrating them), connect the bus and, if asked, start the services.
+
+        With the memory bus the services must run in this process, so they always start;
+        with NATS they start only if asked (``roostd`` serves them to other processes).
+        """
+        settings.home.mkdir(parents=True, exist_ok=True)
+        stores = await open_stores(settings.database_url, settings.home)
+        try:
+            await _register_defaults(stores, default_models())
+            bus = create_bus(settings.bus.backend, settings.bus.url)
+            await bus.connect()
+        except BaseException:
+            await stores.close()
+            raise
+        platform = cls(settings, stores, bus, EngineSet(threads=settings.inference.threads))
+        if start_services or settings.bus.backend == "memory":
+            try:
+                await platform.start_services()
+            except BaseException:
+                await platform.close()
+                raise
+        return platform
+
+    async def start_services(self, services: Iterable[str] = LOCAL_SERVICES) -> None:
+        stores, bus = self.stores, self.bus
+        factories: dict[str, Any] = {
+            "infer": lambda: InferenceService(
+                bus,
+                self.engines,
+                self.get_model,
+                self._secret_or_none,
+                default_model=self.settings.inference.default_model,
+            ),
+            "embed": lambda: EmbeddingService(
+                bus,
+                self.engines,
+                self.get_model,
+                self._secret_or_none,
+                default_model=self.settings.embedding.default_model,
+            ),
+            "kv": lambda: KvService(bus, stores.kv),
+            "vec": lambda: VectorService(bus, stores.vectors),
+            "tool": lambda: ToolService(bus, self.agent_tools),
+            "agent": lambda: AgentCallService(bus, self._run_called_agent),
+        }
+        for name in services:
+            worker: ServiceWorker = factories[name]()
+            await worker.start()
+            self.workers.append(worker)
+
+    async def close(self) -> None:
+        for worker in reversed(self.workers):
+            await worker.stop()
+        self.workers.clear()
+        await self.executor.close()
+        await self.provider.stop()
+        await self.engines.close()
+        await self.bus.close()
+        await self.stores.close()
+
+    async def __aenter__(self) -> Platform:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- agents ------------------------------------------------------------------------
+
+    async def deploy(self, path: Path | str) -> AgentRecord:
+        """Validate an agent folder against this platform and deploy a copy of it."""
+        path = Path(path).resolve()
+        folder = path.parent if path.is_file() else path
+        manifest = load_manifest(path)
+        manifest_file = folder / "agent.toml"
+        await self._validate(manifest, folder, manifest_file)
+        version = await self.stores.registry.next_agent_version(manifest.name)
+        target = self.settings.home / "agents" / manifest.name / f"v{version}"
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(folder, target, ignore=_COPY_IGNORE)
+        return await self.stores.registry.put_agent(
+            manifest.name, version, manifest.model_dump(mode="json"), str(target)
+        )
+
+    async def _validate(self, manifest: AgentManifest, folder: Path, file: Path) -> None:
+        used = manifest.services_used
+        if "infer" in used:
+            await self._require_model(file, "models.chat", manifest.models.chat, "chat")
+        if "embed" in used:
+            await self._require_model(file, "models.embedding", manifest.models.embedding, "embedding")
+        missing = await self.missing_services(used)
+        if missing:
+            raise ManifestError(
+                file,
+                "services",
+                f"service(s) {', '.join(sorted(missing))} not running on this platform "
+                f"(nothing answers on {', '.join(subjects.service(s) for s in sorted(missing))})",
+            )
+        builtins = builtin_tools()
+        for i, decl in enumerate(manifest.tools):
+            if decl.entry:
+                try:
+                    load_entry(folder, decl.entry, key=f"deploycheck_{manifest.name}")
+                except EntryPointError as exc:
+                    raise ManifestError(file, f"tools.{i}.entry", str(exc)) from None
+            elif decl.name not in builtins:
+                raise ManifestError(
+                    file,
+                    f"tools.{i}.name",
+                    f"no built-in tool {decl.name!r} (built-ins: {', '.join(sorted(builtins))}); "
+                    "give 'entry' for a tool of your own",
+                )
+        if manifest.runtime == "python":
+            assert isinstance(manifest.entry, str)
+            try:
+                load_entry(folder, manifest.entry, key=f"deploycheck_{manifest.name}")
+            except EntryPointError as exc:
+                raise ManifestError(file, "entry", str(exc)) from None
+        elif manifest.runtime == "process":
+            program = manifest.command[0]
+            if program not in ("python", "python3") and not (
+                (folder / program).is_file() or shutil.which(program)
+            ):
+                raise ManifestError(file, "entry", f"program {program!r} not found in {folder} or PATH")
+
+    async def _require_model(self, file: Path, field: str, name: str, kind: str) -> None:
+        wanted = name or (
+            self.settings.inference.default_model
+            if kind == "chat"
+            else self.settings.embedding.default_model
+        )
+        try:
+            model = await self.get_model(wanted)
+        except NotFoundError:
+            known = ", ".join(m.name for m in await self.list_models() if m.kind == kind) or "none"
+            hint = "" if name else " (the platform default)"
+            raise ManifestError(
+                file,
+                field,
+                f"unknown {kind} model {wanted!r}{hint}; registered {kind} models: {known}",
+            ) from None
+        if model.kind != kind:
+            raise ManifestError(file, field, f"model {wanted!r} is a {model.kind} model, not {kind}")
+
+    async def missing_services(self, names: Iterable[str]) -> set[str]:
+        """Services among ``names`` that nothing serves right now (pinged over the bus)."""
+        missing: set[str] = set()
+        for name in names:
+            try:
+                await call_service(self.bus, RequestMessage(service=name, op="ping", timeout_s=2.0))  # type: ignore[arg-type]
+            except (NoRespondersError, ServiceTimeoutError):
+                missing.add(name)
+        return missing
+
+    async def get_agent(self, name: str) -> AgentRecord:
+        record = await self.stores.registry.get_agent(name)
+        if record is None:
+            names = ", ".join(a.name for a in await self.stores.registry.list_agents()) or "none"
+            raise NotFoundError(f"agent {name!r} is not deployed (deployed: {names})")
+        return record
+
+    async def list_agents(self) -> list[AgentRecord]:
+        return await self.stores.registry.list_agents()
+
+    async def delete_agent(self, name: str) -> None:
+        await self.get_agent(name)
+        await self.stores.registry.delete_agent(name)
+
+    async def agent_tools(self, agent: str) -> dict[str, Tool]:
+        """The tools ``agent`` declares, loaded from built-ins and its deployed folder."""
+        record = await self.get_agent(agent)
+        cached = self._tool_cache.get((record.name, record.version))
+        if cached is not None:
+            return cached
+        manifest = parse_manifest(record.manifest, f"{record.path}/agent.toml")
+        builtins = builtin_tools()
+        tools: dict[str, Tool] = {}
+        for decl in manifest.tools:
+            if decl.entry:
+                fn = load_entry(record.path, decl.entry, key=f"{record.name}_v{record.version}")
+                tools[decl.name] = tool_from_function(fn, name=decl.name, description=decl.description)
+            elif decl.name in builtins:
+                tools[decl.name] = builtins[decl.name]
+            else:
+                raise NotFoundError(f"agent {agent!r} declares unknown tool {decl.name!r}")
+        self._tool_cache[(record.name, record.version)] = tools
+        return tools
+
+    # --- runs --------------------------------------------------------------------------
+
+    async def run(
+        self,
+        agent: str,
+        input: Any,
+        *,
+        session: str | None = None,
+        branch: str | None = None,
+        timeout_s: float | None = None,
+        on_event: EventCallback | None = None,
+    ) -> RunResult:
+        """Run a deployed agent (see :meth:`roost.runtime.Harness.run`)."""
+        await self.get_agent(agent)
+        if branch is not None and session is None:
+            raise InvalidRequestError("--branch needs --session: branches belong to a session")
+        return await self.harness.run(
+            agent, input, session=session, branch=branch, timeout_s=timeout_s, on_event=on_event
+        )
+
+    async def _run_called_agent(self, call: AgentCall, request: RequestMessage) -> CompleteMessage:
+        result = await self.harness.run(
+            call.agent,
+            call.input,
+            timeout_s=call.timeout_s,
+            metadata={"depth": call.depth, "caller": request.agent, "caller_session": request.session},
+            trace=request.trace,
+        )
+        return result.complete
+
+    # --- sessions ----------------------------------------------------------------------
+
+    async def list_sessions(self, agent: str | None = None, limit: int = 50) -> list[Session]:
+        return await self.stores.state.list_sessions(agent=agent, limit=limit)
+
+    async def get_session(self, ref: str) -> Session:
+        return await self.stores.state.get_session(ref)
+
+    async def list_branches(self, session: str) -> list[Branch]:
+        return await self.stores.state.list_branches(session)
+
+    async def session_nodes(self, session: str, branch: str | None = None) -> list[Node]:
+        sess = await self.get_session(session)
+        return await self.stores.state.list_nodes(sess.id, branch or sess.main_branch)
+
+    async def fork(self, session: str, from_node: str, branch: str | None = None) -> Branch:
+        """Branch ``session`` at ``from_node`` (id or unique prefix); the new branch's KV
+        (session scope) is what each agent's KV was at that node."""
+        sess = await self.get_session(session)
+        node = await self._resolve_node(sess, from_node)
+        new_branch = await self.stores.state.fork(sess.id, node.id, branch)
+        commits = kv_commits_at(await self.stores.state.ancestors(node.id))
+        for agent, commit in commits.items():
+            await self.stores.kv.set_ref(_session_ref(agent, sess.id, new_branch.name), commit)
+        return new_branch
+
+    async def _resolve_node(self, session: Session, ref: str) -> Node:
+        if len(ref) >= 64:
+            return await self.stores.state.get_node(ref)
+        matches = [n for n in await self.stores.state.all_nodes(session.id) if n.id.startswith(ref)]
+        if not matches:
+            raise NotFoundError(f"no node {ref!r} in session {session.name}")
+        if len(matches) > 1:
+            raise InvalidRequestError(f"node prefix {ref!r} is ambiguous in session {session.name}")
+        return matches[0]
+
+    async def promote(self, session: str, branch: str) -> None:
+        sess = await self.get_session(session)
+        await self.stores.state.promote(sess.id, branch)
+
+    # --- models and secrets ------------------------------------------------------------
+
+    async def get_model(self, name: str) -> ModelRecord:
+        model = await self.stores.registry.get_model(name)
+        if model is None:
+            raise NotFoundError(f"unknown model {name!r}; see `roost model list`")
+        return model
+
+    async def list_models(self) -> list[ModelRecord]:
+        return await self.stores.registry.list_models()
+
+    async def add_model(
+        self,
+        *,
+        name: str,
+        engine: str,
+        target: str,
+        kind: str = "chat",
+        base_url: str = "",
+        api_key_secret: str = "",
+        dimension: int = 0,
+        replace: bool = False,
+    ) -> ModelRecord:
+        engines = ("llama-cpp", "sentence-transformers", "ollama", "openai")
+        if engine not in engines:
+            raise InvalidRequestError(f"unknown engine {engine!r} (one of: {', '.join(engines)})")
+        if kind not in ("chat", "embedding"):
+            raise InvalidRequestError(f"model kind must be 'chat' or 'embedding', not {kind!r}")
+        if engine in ("ollama", "openai") and not base_url:
+            raise InvalidRequestError(f"the {engine} engine needs --base-url")
+        record = ModelRecord(
+            name=name,
+            kind=kind,  # type: ignore[arg-type]
+            engine=engine,  # type: ignore[arg-type]
+            target=target,
+            base_url=base_url,
+            api_key_secret=api_key_secret,
+            dimension=dimension,
+        )
+        await self.stores.registry.add_model(record, replace=replace)
+        return record
+
+    async def remove_model(self, name: str) -> None:
+        await self.get_model(name)
+        await self.stores.registry.remove_model(name)
+
+    async def available_models(self, engine: str | None = None, base_url: str = "") -> list[AvailableModel]:
+        """Models each engine can serve: embedded ones installed here, and what remote
+        engines (registered base URLs, or ``base_url``) list."""
+        found: list[AvailableModel] = []
+        for model in default_models():
+            if engine in (None, model.engine):
+                found.append(AvailableModel(model.engine, model.name, "embedded"))
+        remotes: set[tuple[str, str, str]] = set()
+        for model in await self.list_models():
+            if model.engine in ("ollama", "openai") and engine in (None, model.engine):
+                remotes.add((model.engine, model.base_url, model.api_key_secret))
+        if base_url:
+            for name in (engine,) if engine else ("ollama", "openai"):
+                if name in ("ollama", "openai"):
+                    remotes.add((name, base_url, ""))
+        for name, url, secret in sorted(remotes):
+            api_key = await self._secret_or_none(secret) if secret else None
+            try:
+                listed = await self.engines.list_models(name, url, api_key)
+            except RoostError as exc:
+                found.append(AvailableModel(name, f"(unreachable: {exc.message})", url))
+                continue
+            found.extend(AvailableModel(name, m, url) for m in listed)
+        return found
+
+    @property
+    def secrets(self) -> Any:
+        return self.stores.secrets
+
+    async def _secret_or_none(self, name: str) -> str | None:
+        if not name or not await self.stores.secrets.exists(name):
+            return None
+        value: str = await self.stores.secrets.get(name)
+        return value
+
+
+def _session_ref(agent: str, session: str, branch: str) -> str:
+    from roost.stores import session_ref
+
+    return session_ref(agent, session, branch)
+
+
+def kv_commits_at(path: list[Node]) -> dict[str, str]:
+    """Each agent's session-scope KV commit at the end of ``path`` (oldest node first):
+    the commit returned by its last successful put or delete."""
+    requests: dict[str, dict[str, Any]] = {}
+    commits: dict[str, str] = {}
+    for node in path:
+        content = node.content
+        if node.kind == "request" and content.get("service") == "kv":
+            requests[content.get("id", "")] = content
+        elif node.kind == "response" and content.get("ok", True):
+            request = requests.get(content.get("correlation_id", ""))
+            if request is None or request.get("op") not in ("put", "delete"):
+                continue
+            if (request.get("body") or {}).get("scope", "session") != "session":
+                continue
+            commit = (content.get("body") or {}).get("commit")
+            if commit:
+                commits[request.get("agent", "")] = commit
+    return commits
+
+
+async def _register_defaults(stores: Stores, models: list[ModelRecord]) -> None:
+    """Register the embedded default models, refreshing their paths (they move with the venv)."""
+    for model in models:
+        current = await stores.registry.get_model(model.name)
+        if current is None or (current.engine == model.engine and current.target != model.target):
+            await stores.registry.add_model(model, replace=True)

@@ -1,0 +1,30 @@
+"""The agent runtime: the SDK context agents program against, the runtimes that run agent
+code, executors and the harness that starts runs."""
+
+from roost.runtime._context import KV, AgentContext, Vectors
+from roost.runtime._dispatch import BusDispatcher, Dispatcher, NullRecorder, Recorder
+from roost.runtime._executor import AgentResolver, Executor, HistoryLoader, InProcessExecutor
+from roost.runtime._harness import EventCallback, Harness, RunResult, StateRecorder
+from roost.runtime._runtimes import AgentRuntime, ChatRuntime, PythonRuntime, prompt_of
+
+__all__ = [
+    "KV",
+    "AgentContext",
+    "AgentResolver",
+    "AgentRuntime",
+    "BusDispatcher",
+    "ChatRuntime",
+    "Dispatcher",
+    "EventCallback",
+    "Executor",
+    "Harness",
+    "HistoryLoader",
+    "InProcessExecutor",
+    "NullRecorder",
+    "PythonRuntime",
+    "Recorder",
+    "RunResult",
+    "StateRecorder",
+    "Vectors",
+    "prompt_of",
+]

@@ -1,0 +1,214 @@
+"""The agent SDK: what agent code sees of the platform.
+
+Every method is a typed request over the bus with a timeout (through a
+:class:`~roost.runtime.Dispatcher`), recorded in the session DAG.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from roost.protocol import (
+    AgentCall,
+    AgentCallResult,
+    ChatMessage,
+    ChatRequest,
+    ChatResult,
+    EmbedRequest,
+    EmbedResult,
+    InvokeMessage,
+    KvDelete,
+    KvGet,
+    KvList,
+    KvPut,
+    KvScope,
+    KvValue,
+    ToolRequest,
+    ToolResult,
+    ToolSpec,
+    VecDelete,
+    VecResult,
+    VecSearch,
+    VectorHit,
+    VectorItem,
+    VecUpsert,
+    from_body,
+    to_body,
+)
+from roost.runtime._dispatch import Dispatcher
+
+
+class KV:
+    """Versioned key-value storage of this agent.
+
+    ``scope="session"`` (default) is private to the session and branch, and forks with it: a
+    branch forked from an earlier node sees the values as they were there. ``scope="agent"``
+    is shared by every session of the agent.
+    """
+
+    def __init__(self, ctx: AgentContext, scope: KvScope = "session") -> None:
+        self._ctx = ctx
+        self.scope: KvScope = scope
+
+    def shared(self) -> KV:
+        """The agent-wide store (shared by all sessions)."""
+        return KV(self._ctx, "agent")
+
+    async def _call(self, op: str, body: Any) -> KvValue:
+        raw = await self._ctx._call("kv", op, to_body(body))
+        return from_body(raw, KvValue)
+
+    async def get(self, key: str, default: bytes | None = None) -> bytes | None:
+        result = await self._call("get", KvGet(key=key, scope=self.scope))
+        return result.value if result.found else default
+
+    async def get_text(self, key: str, default: str | None = None) -> str | None:
+        value = await self.get(key)
+        return value.decode() if value is not None else default
+
+    async def put(self, key: str, value: bytes | str) -> str:
+        """Store ``value`` under ``key``; returns the new KV commit id."""
+        data = value.encode() if isinstance(value, str) else value
+        return (await self._call("put", KvPut(key=key, value=data, scope=self.scope))).commit
+
+    async def delete(self, key: str) -> str:
+        """Delete ``key`` (a versioned delete); returns the new KV commit id."""
+        return (await self._call("delete", KvDelete(key=key, scope=self.scope))).commit
+
+    async def list(self, prefix: str = "") -> list[str]:
+        return (await self._call("list", KvList(prefix=prefix, scope=self.scope))).keys
+
+
+class Vectors:
+    """Vector collections of this agent (dimension fixed by the first vectors stored)."""
+
+    def __init__(self, ctx: AgentContext) -> None:
+        self._ctx = ctx
+
+    async def upsert(self, collection: str, items: Sequence[VectorItem]) -> int:
+        body = to_body(VecUpsert(collection=collection, items=list(items)))
+        return from_body(await self._ctx._call("vec", "upsert", body), VecResult).count
+
+    async def search(
+        self,
+        collection: str,
+        vector: Sequence[float],
+        k: int = 5,
+        where: dict[str, Any] | None = None,
+    ) -> list[VectorHit]:
+        body = to_body(VecSearch(collection=collection, vector=list(vector), k=k, where=where or {}))
+        return from_body(await self._ctx._call("vec", "search", body), VecResult).hits
+
+    async def delete(self, collection: str, ids: Sequence[str]) -> int:
+        body = to_body(VecDelete(collection=collection, ids=list(ids)))
+        return from_body(await self._ctx._call("vec", "delete", body), VecResult).count
+
+
+class AgentContext:
+    """Handed to agent code with its input: ``async def run(ctx, input): ...``."""
+
+    def __init__(
+        self,
+        invocation: InvokeMessage,
+        dispatcher: Dispatcher,
+        *,
+        chat_model: str = "",
+        embedding_model: str = "",
+        request_timeout_s: float = 30.0,
+        infer_timeout_s: float = 120.0,
+        history: list[tuple[Any, Any]] | None = None,
+    ) -> None:
+        self.invocation = invocation
+        self.dispatcher = dispatcher
+        self.chat_model = chat_model
+        self.embedding_model = embedding_model
+        self.request_timeout_s = request_timeout_s
+        self.infer_timeout_s = infer_timeout_s
+        self.history: list[tuple[Any, Any]] = history or []
+        """Earlier (input, output) pairs of this session branch, oldest first."""
+        self.kv = KV(self)
+        self.vectors = Vectors(self)
+        self.log = logging.getLogger(f"roost.agent.{invocation.agent}")
+
+    @property
+    def agent(self) -> str:
+        return self.invocation.agent
+
+    @property
+    def session(self) -> str:
+        return self.invocation.session
+
+    @property
+    def branch(self) -> str:
+        return self.invocation.branch
+
+    @property
+    def invocation_id(self) -> str:
+        return self.invocation.id
+
+    async def _call(
+        self, service: Any, op: str, body: dict[str, Any], timeout: float | None = None
+    ) -> dict[str, Any]:
+        return await self.dispatcher.call(
+            service, op, body, timeout=timeout or self.request_timeout_s
+        )
+
+    async def infer(
+        self,
+        prompt: str | Sequence[ChatMessage],
+        *,
+        system: str = "",
+        model: str = "",
+        tools: Sequence[ToolSpec] = (),
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        stream: bool = False,
+        timeout: float | None = None,
+    ) -> ChatResult:
+        """Ask a chat model. ``prompt`` is a user message or a whole message list."""
+        if isinstance(prompt, str):
+            messages = [ChatMessage(role="user", content=prompt)]
+        else:
+            messages = list(prompt)
+        if system:
+            messages.insert(0, ChatMessage(role="system", content=system))
+        request = ChatRequest(
+            model=model or self.chat_model,
+            messages=messages,
+            tools=list(tools),
+            temperature=temperature,
+            max_tokens=max_tokens,
+            stream=stream,
+        )
+        body = await self._call("infer", "chat", to_body(request), timeout or self.infer_timeout_s)
+        return from_body(body, ChatResult)
+
+    async def embed(self, texts: str | Sequence[str], *, model: str = "") -> list[list[float]]:
+        """Embed one text or many; returns one vector per text."""
+        inputs = [texts] if isinstance(texts, str) else list(texts)
+        request = EmbedRequest(model=model or self.embedding_model, inputs=inputs)
+        body = await self._call("embed", "embed", to_body(request), self.infer_timeout_s)
+        return from_body(body, EmbedResult).vectors
+
+    async def tool(self, name: str, /, **arguments: Any) -> Any:
+        """Call a tool by name; raises if the tool reports an error."""
+        body = await self._call("tool", "call", to_body(ToolRequest(name=name, arguments=arguments)))
+        result = from_body(body, ToolResult)
+        if result.is_error:
+            from roost.protocol import RoostError
+
+            raise RoostError(f"tool {name!r} failed: {result.output}", code="tool_failed")
+        return result.output
+
+    async def call_agent(self, agent: str, input: Any, *, timeout: float = 300.0) -> Any:
+        """Run another deployed agent on ``input`` and return its output."""
+        depth = int(self.invocation.metadata.get("depth", 0)) + 1
+        call = AgentCall(agent=agent, input=input, timeout_s=timeout, depth=depth)
+        body = await self._call("agent", "call", to_body(call), timeout)
+        return from_body(body, AgentCallResult).output
+
+    async def emit(self, message: str, **data: Any) -> None:
+        """Report progress; shown live by ``roost agent run`` and kept in the session."""
+        await self.dispatcher.emit("progress", {"message": message, **data})

@@ -1,0 +1,143 @@
+"""The harness starts runs: it opens or continues a session, invokes the agent through an
+executor, streams the run's events to the caller, and returns the completion."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from roost.bus import Bus, Delivery
+from roost.protocol import (
+    CompleteMessage,
+    EventMessage,
+    InvokeMessage,
+    Message,
+    ProtocolError,
+    TraceContext,
+    decode,
+    subjects,
+)
+from roost.runtime._executor import Executor
+from roost.stores import Session, StateStore
+
+EventCallback = Callable[[EventMessage], Awaitable[None] | None]
+
+
+class StateRecorder:
+    """Records protocol messages as nodes of the session DAG (see :mod:`roost.stores`)."""
+
+    def __init__(self, state: StateStore) -> None:
+        self.state = state
+
+    async def record(self, message: Message, **annotations: Any) -> str:
+        content = msgspec.to_builtins(message)
+        content.update(annotations)
+        kind = content.pop("kind")
+        node = await self.state.append_node(message.session, message.branch, kind, content)
+        return node.id
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a run produced: its completion, and the session and branch it ran on."""
+
+    session: Session
+    branch: str
+    complete: CompleteMessage
+
+    @property
+    def ok(self) -> bool:
+        return self.complete.ok
+
+    @property
+    def output(self) -> Any:
+        return self.complete.output
+
+
+class Harness:
+    """Starts agent runs on sessions. ``run`` is the one entry point the CLI, the agent
+    service and the API use."""
+
+    def __init__(self, bus: Bus, state: StateStore, executor: Executor, *, run_timeout_s: float = 600.0) -> None:
+        self.bus = bus
+        self.state = state
+        self.executor = executor
+        self.run_timeout_s = run_timeout_s
+
+    async def run(
+        self,
+        agent: str,
+        input: Any,
+        *,
+        session: str | None = None,
+        branch: str | None = None,
+        timeout_s: float | None = None,
+        on_event: EventCallback | None = None,
+        metadata: dict[str, Any] | None = None,
+        trace: TraceContext | None = None,
+    ) -> RunResult:
+        """Run ``agent`` on ``input``; in ``session`` (id or name) if given, else a new one.
+
+        ``branch`` defaults to the session's main branch. ``on_event`` receives the run's
+        live events (progress, tokens).
+        """
+        if session:
+            sess = await self.state.get_session(session)
+        else:
+            sess = await self.state.create_session(agent)
+        branch = branch or sess.main_branch
+        invocation = InvokeMessage(
+            session=sess.id,
+            branch=branch,
+            agent=agent,
+            input=input,
+            timeout_s=timeout_s or self.run_timeout_s,
+            metadata=metadata or {},
+            trace=trace or TraceContext(),
+        )
+        async with self._events(sess.id, invocation.id, on_event):
+            complete = await self.executor.execute(invocation)
+        return RunResult(session=sess, branch=branch, complete=complete)
+
+    @contextlib.asynccontextmanager
+    async def _events(self, session: str, invocation_id: str, on_event: EventCallback | None) -> Any:
+        if on_event is None:
+            yield
+            return
+
+        async def deliver(delivery: Delivery) -> None:
+            try:
+                event = decode(delivery.data, EventMessage)
+            except ProtocolError:
+                return
+            result = on_event(event)
+            if result is not None:
+                await result
+
+        sub = await self.bus.subscribe(subjects.events(session), deliver)
+        try:
+            yield
+        finally:
+            await self.bus.flush()
+            await sub.unsubscribe()
+
+
+async def branch_history(state: StateStore, invocation: InvokeMessage) -> list[tuple[Any, Any]]:
+    """Earlier successful (input, output) pairs of the invocation's agent on its branch."""
+    nodes = await state.list_nodes(invocation.session, invocation.branch)
+    inputs: dict[str, Any] = {}
+    pairs: list[tuple[Any, Any]] = []
+    for node in nodes:
+        content = node.content
+        if node.kind == "invoke" and content.get("agent") == invocation.agent:
+            if content.get("id") != invocation.id:
+                inputs[content["id"]] = content.get("input")
+        elif node.kind == "complete" and content.get("ok", True):
+            invoke_id = content.get("correlation_id", "")
+            if invoke_id in inputs:
+                pairs.append((inputs.pop(invoke_id), content.get("output")))
+    return pairs

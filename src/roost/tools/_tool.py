@@ -1,0 +1,80 @@
+"""Tools: Python functions offered to models, with a JSON schema derived from their signature."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError, validate_call
+from pydantic.json_schema import GenerateJsonSchema
+
+from roost.protocol import InvalidRequestError, ToolSpec
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A callable tool: ``name``, ``description``, JSON-schema ``parameters`` and the function."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    fn: Callable[..., Any]
+
+    @property
+    def spec(self) -> ToolSpec:
+        return ToolSpec(name=self.name, description=self.description, parameters=self.parameters)
+
+    async def invoke(self, arguments: dict[str, Any]) -> Any:
+        """Validate ``arguments`` against the signature and call the function."""
+        validated = validate_call(self.fn)
+        try:
+            result = validated(**arguments)
+            if inspect.isawaitable(result):  # async functions validate when awaited
+                result = await result
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}"
+                for e in exc.errors()
+            )
+            raise InvalidRequestError(f"bad arguments for tool {self.name!r}: {problems}") from None
+        return result
+
+
+def tool_from_function(
+    fn: Callable[..., Any], *, name: str = "", description: str = ""
+) -> Tool:
+    """Make a :class:`Tool` of a (sync or async) function with type hints.
+
+    The description defaults to the docstring's first paragraph; parameters come from the
+    signature (pydantic's JSON schema).
+    """
+    from pydantic import TypeAdapter
+
+    doc = inspect.getdoc(fn) or ""
+    schema = TypeAdapter(validate_call(fn)).json_schema(schema_generator=GenerateJsonSchema)
+    if not schema or "properties" not in schema:
+        schema = _schema_from_signature(fn)
+    schema.pop("title", None)
+    schema.pop("additionalProperties", None)
+    for prop in schema.get("properties", {}).values():
+        prop.pop("title", None)
+    return Tool(
+        name=name or fn.__name__,
+        description=description or doc.split("\n\n")[0].strip(),
+        parameters=schema,
+        fn=fn,
+    )
+
+
+def _schema_from_signature(fn: Callable[..., Any]) -> dict[str, Any]:
+    from pydantic import create_model
+
+    fields: dict[str, Any] = {}
+    for param in inspect.signature(fn).parameters.values():
+        annotation = Any if param.annotation is inspect.Parameter.empty else param.annotation
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[param.name] = (annotation, default)
+    model = create_model(f"{fn.__name__}_args", **fields)
+    return model.model_json_schema()

@@ -1,0 +1,65 @@
+"""Configuration: defaults, TOML file, ROOST_* overrides, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from roost.config import ConfigError, load_settings
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("ROOST_HOME", str(tmp_path))
+    monkeypatch.delenv("ROOST_CONFIG", raising=False)
+    return tmp_path
+
+
+def test_defaults(home: Path) -> None:
+    s = load_settings()
+    assert s.home == home
+    assert s.bus.backend == "memory"
+    assert s.database_url == f"sqlite:///{home / 'roost.db'}"
+    assert s.inference.default_model == "smollm2"
+
+
+def test_file_then_env_override(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (home / "config.toml").write_text('[bus]\nbackend = "nats"\nurl = "nats://h:1"\n[runtime]\nmax_turns = 3\n')
+    s = load_settings()
+    assert (s.bus.backend, s.bus.url, s.runtime.max_turns) == ("nats", "nats://h:1", 3)
+    monkeypatch.setenv("ROOST_BUS__URL", "nats://other:2")
+    monkeypatch.setenv("ROOST_RUNTIME__MAX_TURNS", "5")
+    s = load_settings()
+    assert (s.bus.url, s.runtime.max_turns) == ("nats://other:2", 5)
+
+
+def test_explicit_config_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "elsewhere.toml"
+    path.write_text('[log]\nlevel = "DEBUG"\n')
+    monkeypatch.setenv("ROOST_CONFIG", str(path))
+    assert load_settings().log.level == "DEBUG"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[bus]\nbakend = "nats"\n', "bus.bakend: Extra inputs are not permitted"),
+        ('[bus]\nbackend = "kafka"\n', "bus.backend: Input should be 'memory' or 'nats'"),
+        ("[runtime]\nrequest_timeout_s = 0\n", "runtime.request_timeout_s"),
+        ("colour = 1\n", "colour"),
+        ("[bus\n", "not valid TOML"),
+    ],
+)
+def test_bad_file_names_file_and_key(home: Path, text: str, expected: str) -> None:
+    (home / "config.toml").write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert str(home / "config.toml") in str(info.value)
+    assert expected in str(info.value)
+
+
+def test_bad_env_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROOST_BUS__BACKEND", "carrier-pigeon")
+    with pytest.raises(ConfigError, match=r"environment: .*bus.backend"):
+        load_settings()
