@@ -25,7 +25,9 @@ def test_defaults(home: Path) -> None:
 
 
 def test_file_then_env_override(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (home / "config.toml").write_text('[bus]\nbackend = "nats"\nurl = "nats://h:1"\n[runtime]\nmax_turns = 3\n')
+    (home / "config.toml").write_text(
+        '[bus]\nbackend = "nats"\nurl = "nats://h:1"\n[runtime]\nmax_turns = 3\n'
+    )
     s = load_settings()
     assert (s.bus.backend, s.bus.url, s.runtime.max_turns) == ("nats", "nats://h:1", 3)
     monkeypatch.setenv("ROOST_BUS__URL", "nats://other:2")

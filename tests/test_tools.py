@@ -33,7 +33,13 @@ async def test_invoke_validates_and_awaits() -> None:
 
 @pytest.mark.parametrize(
     ("expression", "value"),
-    [("(3 + 4) * 2", 14), ("2 ** 10", 1024), ("7 / 2", 3.5), ("-sqrt(16)", -4), ("round(pi, 2)", 3.14)],
+    [
+        ("(3 + 4) * 2", 14),
+        ("2 ** 10", 1024),
+        ("7 / 2", 3.5),
+        ("-sqrt(16)", -4),
+        ("round(pi, 2)", 3.14),
+    ],
 )
 def test_calculator(expression: str, value: float) -> None:
     assert calculator(expression) == value

@@ -99,7 +99,11 @@ async def run(ctx: AgentContext, input: Any) -> dict[str, Any]:
     return {
         "answer": result.message.content.strip(),
         "sources": [
-            {"path": h.metadata.get("path"), "chunk": h.metadata.get("chunk"), "distance": round(h.distance, 4)}
+            {
+                "path": h.metadata.get("path"),
+                "chunk": h.metadata.get("chunk"),
+                "distance": round(h.distance, 4),
+            }
             for h in hits
         ],
     }

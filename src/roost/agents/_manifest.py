@@ -107,7 +107,7 @@ class AgentManifest(_Strict):
     @property
     def services_used(self) -> set[str]:
         """Declared services plus those the runtime implies."""
-        used = set(self.services)
+        used: set[str] = set(self.services)
         if self.runtime == "chat":
             used.add("infer")
         if self.tools:

@@ -17,4 +17,12 @@ def create_bus(backend: str, url: str = "") -> Bus:
     raise ValueError(f"unknown bus backend {backend!r} (expected 'memory' or 'nats')")
 
 
-__all__ = ["Bus", "Delivery", "Handler", "MemoryBus", "Subscription", "create_bus", "subject_matches"]
+__all__ = [
+    "Bus",
+    "Delivery",
+    "Handler",
+    "MemoryBus",
+    "Subscription",
+    "create_bus",
+    "subject_matches",
+]

@@ -8,6 +8,7 @@ backend implements the same rules so that code behaves the same on both.
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -106,10 +107,18 @@ def subject_matches(pattern: str, subject: str) -> bool:
 
 def validate_subject(subject: str, *, wildcards: bool) -> None:
     """Reject empty tokens, whitespace, and wildcards where they are not allowed."""
-    from roost.protocol import InvalidRequestError
+    problem = _subject_problem(subject, wildcards)
+    if problem is not None:
+        from roost.protocol import InvalidRequestError
 
+        raise InvalidRequestError(problem)
+
+
+@functools.lru_cache(maxsize=4096)  # subjects repeat: validate each once, not per message
+def _subject_problem(subject: str, wildcards: bool) -> str | None:
     tokens = subject.split(".")
     if not subject or any(not t or any(c.isspace() for c in t) for t in tokens):
-        raise InvalidRequestError(f"invalid subject {subject!r}")
+        return f"invalid subject {subject!r}"
     if not wildcards and any(t in ("*", ">") for t in tokens):
-        raise InvalidRequestError(f"wildcards are not allowed when publishing: {subject!r}")
+        return f"wildcards are not allowed when publishing: {subject!r}"
+    return None

@@ -13,6 +13,15 @@ from roost.protocol import NoRespondersError, ServiceTimeoutError
 log = logging.getLogger("roost.bus.memory")
 
 
+class _Expired(Exception):
+    """Set on a request's answer future when its timeout passes."""
+
+
+def _expire(answer: asyncio.Future[bytes]) -> None:
+    if not answer.done():
+        answer.set_exception(_Expired())
+
+
 class _MemorySubscription(Subscription):
     def __init__(self, bus: MemoryBus, subject: str, handler: Handler, queue: str) -> None:
         self.bus = bus
@@ -97,6 +106,7 @@ class MemoryBus(Bus):
 
     async def publish(self, subject: str, data: bytes) -> None:
         self._check()
+        validate_subject(subject, wildcards=False)
         for sub in self._targets(subject):
             sub.inbox.put_nowait(Delivery(subject, data))
 
@@ -115,12 +125,16 @@ class MemoryBus(Bus):
 
         for sub in targets:
             sub.inbox.put_nowait(Delivery(subject, data, "_INBOX.memory", responder))
+        # A timer on the future itself: cheaper than asyncio.wait_for on this hot path.
+        timer = loop.call_later(timeout, _expire, answer)
         try:
-            return await asyncio.wait_for(answer, timeout)
-        except TimeoutError:
+            return await answer
+        except _Expired:
             raise ServiceTimeoutError(
                 f"no answer on {subject!r} within {timeout:g}s", subject=subject, timeout=timeout
             ) from None
+        finally:
+            timer.cancel()
 
     async def subscribe(self, subject: str, handler: Handler, queue: str = "") -> Subscription:
         self._check()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -76,27 +78,39 @@ class NatsBus(Bus):
             log.warning("NATS error: %s", exc)
 
         async def on_disconnect() -> None:
-            log.warning("disconnected from NATS")
+            if self._nc is not None:  # not while the first connection is still being made
+                log.warning("disconnected from NATS")
 
         async def on_reconnect() -> None:
             log.info("reconnected to NATS")
 
+        # nats-py retries the *first* connection forever when max_reconnect_attempts is -1
+        # (what we want after a successful connect), so bound the first one ourselves.
+        nc = NatsClient()
+        options: dict[str, Any] = {
+            "servers": servers,
+            "name": self.client_name,
+            "connect_timeout": self.connect_timeout,
+            "allow_reconnect": True,
+            "reconnect_time_wait": 0.5,
+            "max_reconnect_attempts": -1,
+            "error_cb": on_error,
+            "disconnected_cb": on_disconnect,
+            "reconnected_cb": on_reconnect,
+            **self.options,
+        }
         try:
-            self._nc = await nats.connect(
-                servers=servers,
-                name=self.client_name,
-                connect_timeout=self.connect_timeout,
-                allow_reconnect=True,
-                reconnect_time_wait=0.5,
-                error_cb=on_error,
-                disconnected_cb=on_disconnect,
-                reconnected_cb=on_reconnect,
-                **{"max_reconnect_attempts": -1, **self.options},
-            )
-        except (nats.errors.NoServersError, OSError, TimeoutError) as exc:
+            await asyncio.wait_for(nc.connect(**options), timeout=self.connect_timeout)
+        except (nats.errors.Error, OSError, TimeoutError) as exc:
+            last = nc.last_error or exc
+            with contextlib.suppress(Exception):
+                await nc.close()
+            reason = str(last) or type(last).__name__
             raise ServiceUnavailableError(
-                f"cannot reach NATS at {self.url} ({exc or type(exc).__name__})", url=self.url
+                f"cannot reach NATS at {self.url} within {self.connect_timeout:g}s ({reason})",
+                url=self.url,
             ) from exc
+        self._nc = nc
 
     async def close(self) -> None:
         nc, self._nc = self._nc, None
@@ -107,9 +121,10 @@ class NatsBus(Bus):
                 await nc.close()
 
     async def flush(self, timeout: float = 5.0) -> None:
-        await self.client.flush(timeout=timeout)
+        await self.client.flush(timeout=timeout)  # type: ignore[arg-type]  # takes floats
 
     async def publish(self, subject: str, data: bytes) -> None:
+        validate_subject(subject, wildcards=False)
         await self.client.publish(subject, data)
 
     async def request(self, subject: str, data: bytes, timeout: float) -> bytes:
@@ -117,9 +132,7 @@ class NatsBus(Bus):
         try:
             msg = await self.client.request(subject, data, timeout=timeout)
         except nats.errors.NoRespondersError:
-            raise NoRespondersError(
-                f"no service is serving {subject!r}", subject=subject
-            ) from None
+            raise NoRespondersError(f"no service is serving {subject!r}", subject=subject) from None
         except nats.errors.TimeoutError:
             raise ServiceTimeoutError(
                 f"no answer on {subject!r} within {timeout:g}s", subject=subject, timeout=timeout

@@ -22,8 +22,10 @@ async def put(
 ) -> None:
     """Store a secret."""
     if value is None:
-        value = sys.stdin.read().rstrip("\n") if not sys.stdin.isatty() else typer.prompt(
-            f"value of {name}", hide_input=True
+        value = (
+            sys.stdin.read().rstrip("\n")
+            if not sys.stdin.isatty()
+            else typer.prompt(f"value of {name}", hide_input=True)
         )
     if not value:
         fail("a secret's value must not be empty")

@@ -56,7 +56,11 @@ async def list_sessions(
         table = Table("name", "agent", "main branch", "created", "id")
         for session in await platform.list_sessions(agent=agent, limit=limit):
             table.add_row(
-                session.name, session.agent, session.main_branch, _when(session.created_at), session.id
+                session.name,
+                session.agent,
+                session.main_branch,
+                _when(session.created_at),
+                session.id,
             )
         console.print(table)
 

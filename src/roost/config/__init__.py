@@ -1,4 +1,4 @@
-"""Configuration: ``config.toml`` + ``ROOST_*`` environment variables (see docs/configuration.md)."""
+"""Configuration: ``config.toml`` + ``ROOST_*`` environment variables (docs/configuration.md)."""
 
 from roost.config._settings import (
     BusConfig,

@@ -73,7 +73,7 @@ def run(
         raise typer.Exit(2)
     if settings.bus.backend != "nats":
         typer.echo(
-            "roostd: error: roostd serves other processes, so it needs bus.backend = \"nats\" "
+            'roostd: error: roostd serves other processes, so it needs bus.backend = "nats" '
             "(set ROOST_BUS__BACKEND=nats and ROOST_BUS__URL)",
             err=True,
         )

@@ -93,7 +93,9 @@ class Platform:
             request_timeout_s=settings.runtime.request_timeout_s,
             infer_timeout_s=settings.inference.timeout_s,
         )
-        self.harness = Harness(bus, stores.state, self.executor, run_timeout_s=settings.runtime.run_timeout_s)
+        self.harness = Harness(
+            bus, stores.state, self.executor, run_timeout_s=settings.runtime.run_timeout_s
+        )
         self._tool_cache: dict[tuple[str, int], dict[str, Tool]] = {}
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -189,7 +191,9 @@ class Platform:
         if "infer" in used:
             await self._require_model(file, "models.chat", manifest.models.chat, "chat")
         if "embed" in used:
-            await self._require_model(file, "models.embedding", manifest.models.embedding, "embedding")
+            await self._require_model(
+                file, "models.embedding", manifest.models.embedding, "embedding"
+            )
         missing = await self.missing_services(used)
         if missing:
             raise ManifestError(
@@ -223,7 +227,9 @@ class Platform:
             if program not in ("python", "python3") and not (
                 (folder / program).is_file() or shutil.which(program)
             ):
-                raise ManifestError(file, "entry", f"program {program!r} not found in {folder} or PATH")
+                raise ManifestError(
+                    file, "entry", f"program {program!r} not found in {folder} or PATH"
+                )
 
     async def _require_model(self, file: Path, field: str, name: str, kind: str) -> None:
         wanted = name or (
@@ -242,7 +248,9 @@ class Platform:
                 f"unknown {kind} model {wanted!r}{hint}; registered {kind} models: {known}",
             ) from None
         if model.kind != kind:
-            raise ManifestError(file, field, f"model {wanted!r} is a {model.kind} model, not {kind}")
+            raise ManifestError(
+                file, field, f"model {wanted!r} is a {model.kind} model, not {kind}"
+            )
 
     async def missing_services(self, names: Iterable[str]) -> set[str]:
         """Services among ``names`` that nothing serves right now (pinged over the bus)."""
@@ -280,7 +288,9 @@ class Platform:
         for decl in manifest.tools:
             if decl.entry:
                 fn = load_entry(record.path, decl.entry, key=f"{record.name}_v{record.version}")
-                tools[decl.name] = tool_from_function(fn, name=decl.name, description=decl.description)
+                tools[decl.name] = tool_from_function(
+                    fn, name=decl.name, description=decl.description
+                )
             elif decl.name in builtins:
                 tools[decl.name] = builtins[decl.name]
             else:
@@ -313,7 +323,11 @@ class Platform:
             call.agent,
             call.input,
             timeout_s=call.timeout_s,
-            metadata={"depth": call.depth, "caller": request.agent, "caller_session": request.session},
+            metadata={
+                "depth": call.depth,
+                "caller": request.agent,
+                "caller_session": request.session,
+            },
             trace=request.trace,
         )
         return result.complete
@@ -404,7 +418,9 @@ class Platform:
         await self.get_model(name)
         await self.stores.registry.remove_model(name)
 
-    async def available_models(self, engine: str | None = None, base_url: str = "") -> list[AvailableModel]:
+    async def available_models(
+        self, engine: str | None = None, base_url: str = ""
+    ) -> list[AvailableModel]:
         """Models each engine can serve: embedded ones installed here, and what remote
         engines (registered base URLs, or ``base_url``) list."""
         found: list[AvailableModel] = []

@@ -56,7 +56,7 @@ def to_body(value: Any) -> dict[str, Any]:
 
 
 def from_body(body: dict[str, Any], type: type[T]) -> T:
-    """Validate a plain ``body`` dict into a typed payload, with a clear error if it does not fit."""
+    """Validate a plain ``body`` dict into a typed payload (clear error if it does not fit)."""
     try:
         return msgspec.convert(body, type)
     except msgspec.ValidationError as exc:

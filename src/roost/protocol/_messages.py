@@ -61,7 +61,7 @@ class Message(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True, tag
     version: int = PROTOCOL_VERSION
 
 
-class InvokeMessage(Message, tag="invoke"):
+class InvokeMessage(Message, tag="invoke", frozen=True):
     """Harness -> runtime: run ``agent`` on ``input`` within ``session``/``branch``."""
 
     agent: str
@@ -71,7 +71,7 @@ class InvokeMessage(Message, tag="invoke"):
     metadata: dict[str, Any] = {}
 
 
-class RequestMessage(Message, tag="request"):
+class RequestMessage(Message, tag="request", frozen=True):
     """Runtime -> service: one typed call (``service``.``op`` with ``body``)."""
 
     service: ServiceName
@@ -81,7 +81,7 @@ class RequestMessage(Message, tag="request"):
     timeout_s: float = 30.0
 
 
-class ResponseMessage(Message, tag="response"):
+class ResponseMessage(Message, tag="response", frozen=True):
     """Service -> runtime: the answer to the request whose id is ``correlation_id``."""
 
     ok: bool = True
@@ -107,7 +107,7 @@ class Usage(msgspec.Struct, frozen=True, omit_defaults=True):
         )
 
 
-class CompleteMessage(Message, tag="complete"):
+class CompleteMessage(Message, tag="complete", frozen=True):
     """Runtime -> harness: the run whose invoke id is ``correlation_id`` has ended."""
 
     agent: str = ""
@@ -118,18 +118,18 @@ class CompleteMessage(Message, tag="complete"):
     duration_ms: float = 0.0
 
 
-class ForkMessage(Message, tag="fork"):
+class ForkMessage(Message, tag="fork", frozen=True):
     """Create ``new_branch`` in ``session`` whose head is the node ``from_node``."""
 
     from_node: str
     new_branch: str = ""
 
 
-class PromoteMessage(Message, tag="promote"):
+class PromoteMessage(Message, tag="promote", frozen=True):
     """Make ``branch`` the session's main line (the branch new runs continue by default)."""
 
 
-class EventMessage(Message, tag="event"):
+class EventMessage(Message, tag="event", frozen=True):
     """A real-time event from a run: progress, streamed tokens, log lines, status changes."""
 
     type: EventType

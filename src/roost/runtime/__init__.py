@@ -5,6 +5,8 @@ from roost.runtime._context import KV, AgentContext, Vectors
 from roost.runtime._dispatch import BusDispatcher, Dispatcher, NullRecorder, Recorder
 from roost.runtime._executor import AgentResolver, Executor, HistoryLoader, InProcessExecutor
 from roost.runtime._harness import EventCallback, Harness, RunResult, StateRecorder
+from roost.runtime._process import ProcessRuntime
+from roost.runtime._provider import ProviderEndpoint
 from roost.runtime._runtimes import AgentRuntime, ChatRuntime, PythonRuntime, prompt_of
 
 __all__ = [
@@ -21,6 +23,8 @@ __all__ = [
     "HistoryLoader",
     "InProcessExecutor",
     "NullRecorder",
+    "ProcessRuntime",
+    "ProviderEndpoint",
     "PythonRuntime",
     "Recorder",
     "RunResult",

@@ -98,7 +98,9 @@ class Vectors:
         k: int = 5,
         where: dict[str, Any] | None = None,
     ) -> list[VectorHit]:
-        body = to_body(VecSearch(collection=collection, vector=list(vector), k=k, where=where or {}))
+        body = to_body(
+            VecSearch(collection=collection, vector=list(vector), k=k, where=where or {})
+        )
         return from_body(await self._ctx._call("vec", "search", body), VecResult).hits
 
     async def delete(self, collection: str, ids: Sequence[str]) -> int:
@@ -194,7 +196,9 @@ class AgentContext:
 
     async def tool(self, name: str, /, **arguments: Any) -> Any:
         """Call a tool by name; raises if the tool reports an error."""
-        body = await self._call("tool", "call", to_body(ToolRequest(name=name, arguments=arguments)))
+        body = await self._call(
+            "tool", "call", to_body(ToolRequest(name=name, arguments=arguments))
+        )
         result = from_body(body, ToolResult)
         if result.is_error:
             from roost.protocol import RoostError

@@ -62,7 +62,9 @@ class Harness:
     """Starts agent runs on sessions. ``run`` is the one entry point the CLI, the agent
     service and the API use."""
 
-    def __init__(self, bus: Bus, state: StateStore, executor: Executor, *, run_timeout_s: float = 600.0) -> None:
+    def __init__(
+        self, bus: Bus, state: StateStore, executor: Executor, *, run_timeout_s: float = 600.0
+    ) -> None:
         self.bus = bus
         self.state = state
         self.executor = executor
@@ -104,7 +106,9 @@ class Harness:
         return RunResult(session=sess, branch=branch, complete=complete)
 
     @contextlib.asynccontextmanager
-    async def _events(self, session: str, invocation_id: str, on_event: EventCallback | None) -> Any:
+    async def _events(
+        self, session: str, invocation_id: str, on_event: EventCallback | None
+    ) -> Any:
         if on_event is None:
             yield
             return

@@ -49,8 +49,10 @@ def prompt_of(value: Any) -> str:
     """The user text of an invocation input: a string, or ``{"prompt": ...}``."""
     if isinstance(value, str):
         return value
-    if isinstance(value, dict) and isinstance(value.get("prompt"), str):
-        return value["prompt"]
+    if isinstance(value, dict):
+        prompt = value.get("prompt")
+        if isinstance(prompt, str):
+            return prompt
     return json.dumps(value)
 
 
@@ -102,7 +104,9 @@ class ChatRuntime:
     async def _run_tool(ctx: AgentContext, name: str, arguments: dict[str, Any]) -> str:
         # Tool failures go back to the model as text: it may correct itself.
         try:
-            body = await ctx._call("tool", "call", to_body(ToolRequest(name=name, arguments=arguments)))
+            body = await ctx._call(
+                "tool", "call", to_body(ToolRequest(name=name, arguments=arguments))
+            )
         except RoostError as exc:
             return f"error: {exc.message}"
         result = from_body(body, ToolResult)

@@ -63,7 +63,9 @@ class ServiceWorker:
     async def start(self) -> None:
         """Subscribe to the service subject (queue group = subject)."""
         if self._sub is None:
-            self._sub = await self.bus.subscribe(self.subject, self._on_delivery, queue=self.subject)
+            self._sub = await self.bus.subscribe(
+                self.subject, self._on_delivery, queue=self.subject
+            )
 
     async def stop(self) -> None:
         """Stop taking requests and wait for those in flight."""
@@ -151,14 +153,18 @@ def _with_duration(response: ResponseMessage, started: float) -> ResponseMessage
     return msgspec.structs.replace(response, duration_ms=(time.perf_counter() - started) * 1000)
 
 
-async def call_service(bus: Bus, request: RequestMessage, *, shard: str | None = None) -> ResponseMessage:
+async def call_service(
+    bus: Bus, request: RequestMessage, *, shard: str | None = None
+) -> ResponseMessage:
     """Send ``request`` to its service and return the response.
 
     Transport failures raise (:class:`~roost.protocol.NoRespondersError`,
     :class:`~roost.protocol.ServiceTimeoutError`); a service-side failure comes back as a
     response with ``ok=False`` (see :func:`raise_for_error`).
     """
-    data = await bus.request(subjects.service(request.service, shard), encode(request), request.timeout_s)
+    data = await bus.request(
+        subjects.service(request.service, shard), encode(request), request.timeout_s
+    )
     return decode(data, ResponseMessage)
 
 

@@ -44,4 +44,6 @@ class AgentCallService(ServiceWorker):
         complete = await self.run_agent(call, request)
         if not complete.ok and complete.error is not None:
             raise RoostError.from_info(complete.error)
-        return to_body(AgentCallResult(output=complete.output, session=complete.session, usage=complete.usage))
+        return to_body(
+            AgentCallResult(output=complete.output, session=complete.session, usage=complete.usage)
+        )

@@ -66,7 +66,9 @@ class ToolService(ServiceWorker):
         except RoostError:
             raise
         except TimeoutError:
-            return to_body(ToolResult(output=f"tool timed out after {self.timeout_s:g}s", is_error=True))
+            return to_body(
+                ToolResult(output=f"tool timed out after {self.timeout_s:g}s", is_error=True)
+            )
         except Exception as exc:
             log.info("tool %s of %s failed: %s", call.name, request.agent, exc)
             return to_body(ToolResult(output=f"{type(exc).__name__}: {exc}", is_error=True))

@@ -37,3 +37,92 @@ class AgentRecord:
     manifest: dict[str, Any]
     path: str
     deployed_at: float
+
+
+NodeKind = Literal["invoke", "request", "response", "complete", "fork", "promote", "event"]
+NODE_KINDS: frozenset[str] = frozenset(
+    ("invoke", "request", "response", "complete", "fork", "promote", "event")
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Capability:
+    """What one service (or engine) offers here, as last reported by whoever serves it."""
+
+    service: str
+    details: dict[str, Any]
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A conversation of one agent: a DAG of recorded messages with named branches.
+
+    ``id`` is opaque and stable; ``name`` is a readable unique alias (``brave-otter-4821``).
+    Either identifies the session wherever the state store takes a session.
+    """
+
+    id: str
+    name: str
+    agent: str
+    status: str
+    main_branch: str
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Branch:
+    """A named line of a session: ``head`` is its newest node (``None`` while empty);
+    ``created_from`` is the node it was forked from (``None`` for the first branch)."""
+
+    session: str
+    name: str
+    head: str | None
+    created_from: str | None
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One recorded message of a session DAG.
+
+    ``id`` is the sha256 (hex) of the canonical JSON of ``[session, parent, kind, content]``,
+    so the same content under another parent or session is another node. ``branch`` is the
+    branch the node was first appended to; ``seq`` increases with every node stored.
+    """
+
+    id: str
+    session: str
+    branch: str
+    parent: str | None
+    kind: NodeKind
+    content: dict[str, Any]
+    created_at: float
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """A version of a KV ref: the whole key -> blob mapping (``tree``) after one change.
+
+    ``id`` is the sha256 (hex) of the canonical JSON of tree, parent and message.
+    """
+
+    id: str
+    parent: str | None
+    tree: str
+    message: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionInfo:
+    """A vector collection: its dimension (fixed by the first vectors), distance metric and
+    number of items."""
+
+    namespace: str
+    name: str
+    dimension: int
+    metric: str
+    count: int

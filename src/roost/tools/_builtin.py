@@ -21,7 +21,10 @@ _BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.Mod: operator.mod,
     ast.Pow: operator.pow,
 }
-_UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+_UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {
+    ast.UAdd: operator.pos,
+    ast.USub: operator.neg,
+}
 _FUNCTIONS: dict[str, Callable[..., Any]] = {
     "sqrt": math.sqrt,
     "abs": abs,
@@ -84,4 +87,5 @@ def word_count(text: str) -> int:
 
 def builtin_tools() -> dict[str, Tool]:
     """The built-in tools, by name."""
-    return {t.name: t for t in map(tool_from_function, (calculator, current_time, word_count))}
+    tools = [tool_from_function(fn) for fn in (calculator, current_time, word_count)]
+    return {t.name: t for t in tools}

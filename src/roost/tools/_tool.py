@@ -42,9 +42,7 @@ class Tool:
         return result
 
 
-def tool_from_function(
-    fn: Callable[..., Any], *, name: str = "", description: str = ""
-) -> Tool:
+def tool_from_function(fn: Callable[..., Any], *, name: str = "", description: str = "") -> Tool:
     """Make a :class:`Tool` of a (sync or async) function with type hints.
 
     The description defaults to the docstring's first paragraph; parameters come from the
@@ -53,7 +51,9 @@ def tool_from_function(
     from pydantic import TypeAdapter
 
     doc = inspect.getdoc(fn) or ""
-    schema = TypeAdapter(validate_call(fn)).json_schema(schema_generator=GenerateJsonSchema)
+    schema = TypeAdapter[Any](validate_call(fn)).json_schema(  # type: ignore[arg-type]
+        schema_generator=GenerateJsonSchema
+    )
     if not schema or "properties" not in schema:
         schema = _schema_from_signature(fn)
     schema.pop("title", None)
@@ -77,4 +77,5 @@ def _schema_from_signature(fn: Callable[..., Any]) -> dict[str, Any]:
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[param.name] = (annotation, default)
     model = create_model(f"{fn.__name__}_args", **fields)
-    return model.model_json_schema()
+    schema: dict[str, Any] = model.model_json_schema()
+    return schema

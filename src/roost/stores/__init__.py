@@ -1,0 +1,163 @@
+"""Stores: the registry, session state, versioned KV, vectors and secrets.
+
+Each store is an interface (a :class:`typing.Protocol` in :mod:`roost.stores._interfaces`)
+with an implementation on SQLAlchemy 2 over one shared database: SQLite locally (through
+``pysqlite3`` so sqlite-vec can load), Postgres later. The schema is created and upgraded
+by Alembic migrations when the stores are opened, so a fresh ``ROOST_HOME`` just works::
+
+    stores = await open_stores(settings)          # or open_stores(url, home)
+    session = await stores.state.create_session("echo")
+    commit = await stores.kv.put(session_ref("echo", session.id, "main"), "k", b"v")
+    await stores.close()
+
+All store methods are coroutines; the blocking database work runs in the database's own
+thread pool (see :class:`Database`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from roost.stores._db import Database, alembic_config, canonical_json, sha256_hex
+from roost.stores._interfaces import (
+    KvStore,
+    RegistryStore,
+    SecretStore,
+    StateStore,
+    VectorStore,
+)
+from roost.stores._kv import SqlKvStore, agent_ref, commit_id, session_branch_prefix, session_ref
+from roost.stores._records import (
+    NODE_KINDS,
+    AgentRecord,
+    Branch,
+    Capability,
+    CollectionInfo,
+    Commit,
+    EngineName,
+    ModelKind,
+    ModelRecord,
+    Node,
+    NodeKind,
+    Session,
+)
+from roost.stores._registry import SqlRegistryStore
+from roost.stores._secrets import KEY_ENV, SecretKeyError, SecretKeyring, SqlSecretStore
+from roost.stores._state import MAIN_BRANCH, SqlStateStore, generate_session_name, node_id
+from roost.stores._vectors import SqliteVecStore
+
+if TYPE_CHECKING:
+    from roost.config import Settings
+
+
+@dataclass
+class Stores:
+    """Every store, over one database. Close with :meth:`close` (or ``async with``)."""
+
+    db: Database
+    registry: RegistryStore
+    state: StateStore
+    kv: KvStore
+    vectors: VectorStore
+    secrets: SecretStore
+
+    async def close(self) -> None:
+        """Wait for running database work, then release every connection. Idempotent."""
+        await self.db.close()
+
+    async def __aenter__(self) -> Stores:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+def vector_store_for(db: Database) -> VectorStore:
+    """The vector backend for the database's engine."""
+    if db.is_sqlite:
+        return SqliteVecStore(db)
+    raise NotImplementedError(
+        f"no vector backend for {db.dialect} yet (sqlite-vec on SQLite is available; "
+        "pgvector on Postgres is planned)"
+    )
+
+
+def open_stores_sync(target: Settings | str, home: Path | str | None = None) -> Stores:
+    """Blocking :func:`open_stores`, for code that is not async (scripts, migrations)."""
+    if isinstance(target, str):
+        url = target
+        if home is None:
+            raise ValueError("open_stores(url) needs home (where the secret key lives)")
+    else:
+        url = target.database_url
+        home = target.home if home is None else home
+    db = Database(url)
+    try:
+        db.migrate()
+        return Stores(
+            db=db,
+            registry=SqlRegistryStore(db),
+            state=SqlStateStore(db),
+            kv=SqlKvStore(db),
+            vectors=vector_store_for(db),
+            secrets=SqlSecretStore(db, SecretKeyring(home)),
+        )
+    except BaseException:
+        db.close_sync()
+        raise
+
+
+async def open_stores(target: Settings | str, home: Path | str | None = None) -> Stores:
+    """Open (creating and migrating as needed) every store.
+
+    ``target`` is roost's :class:`~roost.config.Settings` (database URL and home), or a
+    SQLAlchemy database URL, in which case ``home`` (where ``secret.key`` lives) is required.
+    """
+    return await asyncio.to_thread(open_stores_sync, target, home)
+
+
+__all__ = [
+    "KEY_ENV",
+    "MAIN_BRANCH",
+    "NODE_KINDS",
+    "AgentRecord",
+    "Branch",
+    "Capability",
+    "CollectionInfo",
+    "Commit",
+    "Database",
+    "EngineName",
+    "KvStore",
+    "ModelKind",
+    "ModelRecord",
+    "Node",
+    "NodeKind",
+    "RegistryStore",
+    "SecretKeyError",
+    "SecretKeyring",
+    "SecretStore",
+    "Session",
+    "SqlKvStore",
+    "SqlRegistryStore",
+    "SqlSecretStore",
+    "SqlStateStore",
+    "SqliteVecStore",
+    "StateStore",
+    "Stores",
+    "VectorStore",
+    "agent_ref",
+    "alembic_config",
+    "canonical_json",
+    "commit_id",
+    "generate_session_name",
+    "node_id",
+    "open_stores",
+    "open_stores_sync",
+    "session_branch_prefix",
+    "session_ref",
+    "sha256_hex",
+    "vector_store_for",
+]

@@ -1,0 +1,245 @@
+"""The registry on SQL: deployed agents (versioned), models, capabilities."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session as DbSession
+
+from roost.protocol import InvalidRequestError, NotFoundError
+from roost.stores._db import Database
+from roost.stores._records import AgentRecord, Capability, ModelRecord
+from roost.stores._schema import AgentRow, CapabilityRow, ModelRow
+
+
+def _agent(row: AgentRow) -> AgentRecord:
+    return AgentRecord(
+        name=row.name,
+        version=row.version,
+        manifest=row.manifest,
+        path=row.path,
+        deployed_at=row.deployed_at,
+    )
+
+
+def _model(row: ModelRow) -> ModelRecord:
+    return ModelRecord(
+        name=row.name,
+        kind=row.kind,  # type: ignore[arg-type]  # validated on the way in
+        engine=row.engine,  # type: ignore[arg-type]
+        target=row.target,
+        base_url=row.base_url,
+        api_key_secret=row.api_key_secret,
+        dimension=row.dimension,
+        options=row.options,
+    )
+
+
+def _capability(row: CapabilityRow) -> Capability:
+    return Capability(service=row.service, details=row.details, updated_at=row.updated_at)
+
+
+def _require_name(what: str, name: str) -> None:
+    if not name or not name.strip():
+        raise InvalidRequestError(f"{what} name must not be empty")
+    if len(name) > 200:
+        raise InvalidRequestError(f"{what} name is longer than 200 characters: {name[:40]!r}...")
+
+
+class SqlRegistryStore:
+    """:class:`~roost.stores.RegistryStore` on the shared SQL database."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    # --- agents ------------------------------------------------------------------------
+
+    async def next_agent_version(self, name: str) -> int:
+        return await self._db.run(self._next_version, name)
+
+    def _next_version(self, name: str) -> int:
+        with self._db.read() as s:
+            return _next_version_in(s, name)
+
+    async def put_agent(
+        self, name: str, version: int, manifest: dict[str, Any], path: str
+    ) -> AgentRecord:
+        _require_name("agent", name)
+        if version < 1:
+            raise InvalidRequestError(f"agent versions start at 1, not {version}")
+
+        def work(s: DbSession) -> AgentRecord:
+            if s.get(AgentRow, (name, version)) is not None:
+                raise InvalidRequestError(f"agent {name!r} version {version} is already deployed")
+            row = AgentRow(
+                name=name, version=version, manifest=manifest, path=path, deployed_at=time.time()
+            )
+            s.add(row)
+            return _agent(row)
+
+        return await self._db.writing(work, what=f"deploy agent {name!r}")
+
+    async def deploy_agent(self, name: str, manifest: dict[str, Any], path: str) -> AgentRecord:
+        _require_name("agent", name)
+
+        def work(s: DbSession) -> AgentRecord:
+            row = AgentRow(
+                name=name,
+                version=_next_version_in(s, name),
+                manifest=manifest,
+                path=path,
+                deployed_at=time.time(),
+            )
+            s.add(row)
+            return _agent(row)
+
+        return await self._db.writing(work, what=f"deploy agent {name!r}")
+
+    async def get_agent(self, name: str, version: int | None = None) -> AgentRecord | None:
+        return await self._db.run(self._get_agent, name, version)
+
+    def _get_agent(self, name: str, version: int | None) -> AgentRecord | None:
+        with self._db.read() as s:
+            if version is not None:
+                row = s.get(AgentRow, (name, version))
+            else:
+                row = s.scalars(
+                    select(AgentRow)
+                    .where(AgentRow.name == name)
+                    .order_by(AgentRow.version.desc())
+                    .limit(1)
+                ).first()
+            return _agent(row) if row is not None else None
+
+    async def list_agents(self) -> list[AgentRecord]:
+        return await self._db.run(self._list_agents)
+
+    def _list_agents(self) -> list[AgentRecord]:
+        latest = (
+            select(AgentRow.name, func.max(AgentRow.version).label("version"))
+            .group_by(AgentRow.name)
+            .subquery()
+        )
+        query = (
+            select(AgentRow)
+            .join(latest, (AgentRow.name == latest.c.name) & (AgentRow.version == latest.c.version))
+            .order_by(AgentRow.name)
+        )
+        with self._db.read() as s:
+            return [_agent(row) for row in s.scalars(query)]
+
+    async def agent_versions(self, name: str) -> list[AgentRecord]:
+        return await self._db.run(self._agent_versions, name)
+
+    def _agent_versions(self, name: str) -> list[AgentRecord]:
+        query = select(AgentRow).where(AgentRow.name == name).order_by(AgentRow.version)
+        with self._db.read() as s:
+            return [_agent(row) for row in s.scalars(query)]
+
+    async def delete_agent(self, name: str) -> int:
+        def work(s: DbSession) -> int:
+            count = (
+                s.scalar(select(func.count()).select_from(AgentRow).where(AgentRow.name == name))
+                or 0
+            )
+            if not count:
+                raise NotFoundError(f"agent {name!r} is not deployed")
+            s.execute(delete(AgentRow).where(AgentRow.name == name))
+            return count
+
+        return await self._db.writing(work, what=f"delete agent {name!r}")
+
+    # --- models ------------------------------------------------------------------------
+
+    async def add_model(self, record: ModelRecord, *, replace: bool = False) -> None:
+        _require_name("model", record.name)
+
+        def work(s: DbSession) -> None:
+            row = s.get(ModelRow, record.name)
+            if row is not None and not replace:
+                raise InvalidRequestError(
+                    f"model {record.name!r} already exists ({row.engine} {row.target}); "
+                    "remove it first or replace it"
+                )
+            if row is None:
+                row = ModelRow(name=record.name)
+                s.add(row)
+            row.kind = record.kind
+            row.engine = record.engine
+            row.target = record.target
+            row.base_url = record.base_url
+            row.api_key_secret = record.api_key_secret
+            row.dimension = record.dimension
+            row.options = dict(record.options)
+            row.updated_at = time.time()
+
+        await self._db.writing(work, what=f"add model {record.name!r}")
+
+    async def get_model(self, name: str) -> ModelRecord | None:
+        return await self._db.run(self._get_model, name)
+
+    def _get_model(self, name: str) -> ModelRecord | None:
+        with self._db.read() as s:
+            row = s.get(ModelRow, name)
+            return _model(row) if row is not None else None
+
+    async def list_models(self) -> list[ModelRecord]:
+        return await self._db.run(self._list_models)
+
+    def _list_models(self) -> list[ModelRecord]:
+        with self._db.read() as s:
+            return [_model(row) for row in s.scalars(select(ModelRow).order_by(ModelRow.name))]
+
+    async def remove_model(self, name: str) -> None:
+        def work(s: DbSession) -> None:
+            row = s.get(ModelRow, name)
+            if row is None:
+                raise NotFoundError(f"unknown model {name!r}")
+            s.delete(row)
+
+        await self._db.writing(work, what=f"remove model {name!r}")
+
+    # --- capabilities ------------------------------------------------------------------
+
+    async def set_capability(self, service: str, details: dict[str, Any]) -> Capability:
+        _require_name("service", service)
+
+        def work(s: DbSession) -> Capability:
+            row = s.get(CapabilityRow, service)
+            if row is None:
+                row = CapabilityRow(service=service)
+                s.add(row)
+            row.details = dict(details)
+            row.updated_at = time.time()
+            return _capability(row)
+
+        return await self._db.writing(work, what=f"set capability {service!r}")
+
+    async def get_capability(self, service: str) -> Capability | None:
+        return await self._db.run(self._get_capability, service)
+
+    def _get_capability(self, service: str) -> Capability | None:
+        with self._db.read() as s:
+            row = s.get(CapabilityRow, service)
+            return _capability(row) if row is not None else None
+
+    async def list_capabilities(self) -> list[Capability]:
+        return await self._db.run(self._list_capabilities)
+
+    def _list_capabilities(self) -> list[Capability]:
+        query = select(CapabilityRow).order_by(CapabilityRow.service)
+        with self._db.read() as s:
+            return [_capability(row) for row in s.scalars(query)]
+
+    async def remove_capability(self, service: str) -> None:
+        def work(s: DbSession) -> None:
+            s.execute(delete(CapabilityRow).where(CapabilityRow.service == service))
+
+        await self._db.writing(work, what=f"remove capability {service!r}")
+
+
+def _next_version_in(s: DbSession, name: str) -> int:
+    current = s.scalar(select(func.max(AgentRow.version)).where(AgentRow.name == name))
+    return (current or 0) + 1

@@ -1,0 +1,369 @@
+"""Session state on SQL: sessions, branches and the content-addressed DAG of nodes.
+
+A node's id is the sha256 of the canonical JSON of ``[session id, parent id, kind,
+content]``. A branch is a movable pointer (``head``) into the DAG; appending moves it with a
+compare-and-swap on the old head, so concurrent appends to one branch form a single chain.
+A branch's nodes are the ancestry of its head (a recursive CTE), which is how a fork shares
+the nodes before its fork point.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Sequence
+from typing import Any, cast
+
+import msgspec
+from sqlalchemy import ColumnElement, select, update
+from sqlalchemy.orm import Session as DbSession
+
+from roost.protocol import InvalidRequestError, NotFoundError, new_id
+from roost.stores._db import Conflict, Database, canonical_json, rowcount, sha256_hex
+from roost.stores._records import NODE_KINDS, Branch, Node, NodeKind, Session
+from roost.stores._schema import BranchRow, NodeRow, SessionRow
+
+MAIN_BRANCH = "main"
+_BRANCH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_SESSION_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}")
+_OPAQUE_ID = re.compile(r"[0-9a-f]{32}")
+_NAME_ATTEMPTS = 20
+
+_ADJECTIVES = (
+    "amber", "ancient", "autumn", "bold", "brave", "bright", "brisk", "calm", "clever", "cosmic",
+    "crimson", "curious", "dapper", "daring", "dawn", "eager", "early", "fancy", "fearless",
+    "gentle", "giddy", "golden", "grand", "happy", "hidden", "humble", "icy", "jolly", "keen",
+    "kind", "lively", "lucky", "lunar", "merry", "misty", "mellow", "nimble", "noble", "odd",
+    "patient", "plucky", "polar", "proud", "quick", "quiet", "rapid", "rustic", "shy", "silent",
+    "silver", "sleepy", "smooth", "snowy", "solar", "spry", "steady", "stormy", "sunny", "swift",
+    "tidy", "tiny", "vivid", "wandering", "wise", "witty", "young", "zesty",
+)  # fmt: skip
+_ANIMALS = (
+    "albatross", "badger", "beaver", "bison", "crane", "cricket", "dolphin", "eagle", "egret",
+    "falcon", "ferret", "finch", "fox", "gecko", "gull", "hare", "hawk", "heron", "ibis",
+    "jackal", "jay", "kestrel", "kiwi", "koala", "lark", "lemur", "lynx", "magpie", "marmot",
+    "marten", "mole", "moose", "newt", "ocelot", "orca", "osprey", "otter", "owl", "panda",
+    "pelican", "penguin", "petrel", "puffin", "quail", "raven", "robin", "salmon", "seal",
+    "shrike", "sparrow", "stoat", "swan", "swift", "tapir", "tern", "thrush", "toad", "trout",
+    "turtle", "vole", "walrus", "weasel", "wombat", "wren", "yak", "zebra",
+)  # fmt: skip
+
+
+def node_id(session_id: str, parent: str | None, kind: str, content: dict[str, Any]) -> str:
+    """The content address of a node (sha256 hex of canonical JSON)."""
+    return sha256_hex(canonical_json([session_id, parent, kind, content]))
+
+
+def generate_session_name() -> str:
+    """A readable random session name like ``brave-otter-4821``."""
+    return (
+        f"{secrets.choice(_ADJECTIVES)}-{secrets.choice(_ANIMALS)}-{1000 + secrets.randbelow(9000)}"
+    )
+
+
+def _session(row: SessionRow) -> Session:
+    return Session(
+        id=row.id,
+        name=row.name,
+        agent=row.agent,
+        status=row.status,
+        main_branch=row.main_branch,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _branch(row: BranchRow) -> Branch:
+    return Branch(
+        session=row.session_id,
+        name=row.name,
+        head=row.head,
+        created_from=row.created_from,
+        created_at=row.created_at,
+    )
+
+
+def _node(row: NodeRow) -> Node:
+    return Node(
+        id=row.id,
+        session=row.session_id,
+        branch=row.branch,
+        parent=row.parent,
+        kind=cast(NodeKind, row.kind),
+        content=row.content,
+        created_at=row.created_at,
+        seq=row.seq,
+    )
+
+
+def _check_branch_name(name: str) -> None:
+    if not _BRANCH_NAME.fullmatch(name):
+        raise InvalidRequestError(
+            f"invalid branch name {name!r}: use 1-100 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+
+
+def _head_is(head: str | None) -> ColumnElement[bool]:
+    return BranchRow.head.is_(None) if head is None else BranchRow.head == head
+
+
+class SqlStateStore:
+    """:class:`~roost.stores.StateStore` on the shared SQL database."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    # --- sessions ----------------------------------------------------------------------
+
+    async def create_session(self, agent: str, name: str | None = None) -> Session:
+        if not agent:
+            raise InvalidRequestError("a session needs the agent it belongs to")
+        if name is not None and (not _SESSION_NAME.fullmatch(name) or _OPAQUE_ID.fullmatch(name)):
+            raise InvalidRequestError(
+                f"invalid session name {name!r}: use 1-100 lowercase letters, digits, '.', '_' "
+                "or '-' (and not 32 hex digits, which look like a session id)"
+            )
+        return await self._db.run(self._create_session, agent, name)
+
+    def _create_session(self, agent: str, name: str | None) -> Session:
+        def work(s: DbSession) -> Session:
+            chosen = name
+            if chosen is None:
+                for _ in range(_NAME_ATTEMPTS):
+                    candidate = generate_session_name()
+                    if s.scalar(select(SessionRow.id).where(SessionRow.name == candidate)) is None:
+                        chosen = candidate
+                        break
+                else:
+                    raise Conflict("no free session name found")
+            elif s.scalar(select(SessionRow.id).where(SessionRow.name == chosen)) is not None:
+                raise InvalidRequestError(f"a session named {chosen!r} already exists")
+            now = time.time()
+            row = SessionRow(
+                id=new_id(),
+                name=chosen,
+                agent=agent,
+                status="active",
+                main_branch=MAIN_BRANCH,
+                created_at=now,
+                updated_at=now,
+            )
+            s.add(row)
+            s.flush()  # the session row must exist before its branch (foreign key)
+            s.add(BranchRow(session_id=row.id, name=MAIN_BRANCH, created_at=now))
+            return _session(row)
+
+        return self._db.transact(work, what=f"create a session of {agent!r}")
+
+    async def get_session(self, session: str) -> Session:
+        return await self._db.run(self._get_session, session)
+
+    def _get_session(self, session: str) -> Session:
+        with self._db.read() as s:
+            return _session(_session_row(s, session))
+
+    async def list_sessions(self, agent: str | None = None, limit: int = 50) -> list[Session]:
+        return await self._db.run(self._list_sessions, agent, limit)
+
+    def _list_sessions(self, agent: str | None, limit: int) -> list[Session]:
+        query = select(SessionRow).order_by(SessionRow.created_at.desc(), SessionRow.id)
+        if agent is not None:
+            query = query.where(SessionRow.agent == agent)
+        with self._db.read() as s:
+            return [_session(row) for row in s.scalars(query.limit(max(limit, 0)))]
+
+    async def set_status(self, session: str, status: str) -> Session:
+        if not status or len(status) > 32:
+            raise InvalidRequestError(f"a session status is 1-32 characters, not {status!r}")
+
+        def work(s: DbSession) -> Session:
+            row = _session_row(s, session)
+            row.status = status
+            row.updated_at = time.time()
+            return _session(row)
+
+        return await self._db.writing(work, what="set session status")
+
+    # --- nodes -------------------------------------------------------------------------
+
+    async def append_node(
+        self, session: str, branch: str, kind: NodeKind | str, content: dict[str, Any]
+    ) -> Node:
+        if kind not in NODE_KINDS:
+            raise InvalidRequestError(
+                f"unknown node kind {kind!r} (one of: {', '.join(sorted(NODE_KINDS))})"
+            )
+        try:
+            # normalized through JSON: the stored (and returned) content is what was hashed
+            content = msgspec.json.decode(canonical_json(content))
+        except (TypeError, msgspec.EncodeError) as exc:
+            raise InvalidRequestError(f"node content is not JSON-serializable: {exc}") from exc
+        if not isinstance(content, dict):
+            raise InvalidRequestError("node content must be a JSON object")
+        return await self._db.run(self._append, session, branch, kind, content)
+
+    def _append(self, session: str, branch: str, kind: str, content: dict[str, Any]) -> Node:
+        def work(s: DbSession) -> Node:
+            sess = _session_row(s, session)
+            parent = _branch_row(s, sess, branch).head
+            nid = node_id(sess.id, parent, kind, content)
+            now = time.time()
+            row = s.scalars(select(NodeRow).where(NodeRow.id == nid)).first()
+            if row is None:  # the same content under the same parent is the same node
+                row = NodeRow(
+                    id=nid,
+                    session_id=sess.id,
+                    branch=branch,
+                    parent=parent,
+                    kind=kind,
+                    content=content,
+                    created_at=now,
+                )
+                s.add(row)
+                s.flush()  # assigns seq
+            moved = s.execute(
+                update(BranchRow)
+                .where(BranchRow.session_id == sess.id, BranchRow.name == branch, _head_is(parent))
+                .values(head=nid)
+                .execution_options(synchronize_session=False)
+            )
+            if rowcount(moved) != 1:
+                raise Conflict(f"head of {sess.name}/{branch} moved")
+            sess.updated_at = now
+            return _node(row)
+
+        return self._db.transact(work, what=f"append to branch {branch!r}")
+
+    async def get_node(self, node_id: str) -> Node:
+        return await self._db.run(self._get_node, node_id)
+
+    def _get_node(self, node_id: str) -> Node:
+        with self._db.read() as s:
+            return _node(_node_row(s, node_id))
+
+    async def list_nodes(self, session: str, branch: str | None = None) -> list[Node]:
+        return await self._db.run(self._list_nodes, session, branch)
+
+    def _list_nodes(self, session: str, branch: str | None) -> list[Node]:
+        with self._db.read() as s:
+            sess = _session_row(s, session)
+            head = _branch_row(s, sess, branch or sess.main_branch).head
+            return [] if head is None else [_node(r) for r in _path_to(s, head)]
+
+    async def all_nodes(self, session: str) -> list[Node]:
+        return await self._db.run(self._all_nodes, session)
+
+    def _all_nodes(self, session: str) -> list[Node]:
+        with self._db.read() as s:
+            sess = _session_row(s, session)
+            query = select(NodeRow).where(NodeRow.session_id == sess.id).order_by(NodeRow.seq)
+            return [_node(row) for row in s.scalars(query)]
+
+    async def ancestors(self, node_id: str) -> list[Node]:
+        return await self._db.run(self._ancestors, node_id)
+
+    def _ancestors(self, node_id: str) -> list[Node]:
+        with self._db.read() as s:
+            _node_row(s, node_id)
+            return [_node(r) for r in _path_to(s, node_id)]
+
+    # --- branches ----------------------------------------------------------------------
+
+    async def fork(self, session: str, from_node: str, new_branch: str | None = None) -> Branch:
+        if new_branch is not None:
+            _check_branch_name(new_branch)
+
+        def work(s: DbSession) -> Branch:
+            sess = _session_row(s, session)
+            node = _node_row(s, from_node)
+            if node.session_id != sess.id:
+                raise NotFoundError(f"node {from_node!r} is not in session {sess.name}")
+            taken = set(s.scalars(select(BranchRow.name).where(BranchRow.session_id == sess.id)))
+            name = new_branch
+            if name is None:
+                name = next(
+                    f"fork-{n}" for n in range(1, len(taken) + 2) if f"fork-{n}" not in taken
+                )
+            elif name in taken:
+                raise InvalidRequestError(f"branch {name!r} already exists in session {sess.name}")
+            row = BranchRow(
+                session_id=sess.id,
+                name=name,
+                head=node.id,
+                created_from=node.id,
+                created_at=time.time(),
+            )
+            s.add(row)
+            return _branch(row)
+
+        return await self._db.writing(work, what="fork a branch")
+
+    async def promote(self, session: str, branch: str) -> Session:
+        def work(s: DbSession) -> Session:
+            sess = _session_row(s, session)
+            _branch_row(s, sess, branch)
+            sess.main_branch = branch
+            sess.updated_at = time.time()
+            return _session(sess)
+
+        return await self._db.writing(work, what=f"promote branch {branch!r}")
+
+    async def get_branch(self, session: str, branch: str) -> Branch:
+        return await self._db.run(self._get_branch, session, branch)
+
+    def _get_branch(self, session: str, branch: str) -> Branch:
+        with self._db.read() as s:
+            return _branch(_branch_row(s, _session_row(s, session), branch))
+
+    async def list_branches(self, session: str) -> list[Branch]:
+        return await self._db.run(self._list_branches, session)
+
+    def _list_branches(self, session: str) -> list[Branch]:
+        with self._db.read() as s:
+            sess = _session_row(s, session)
+            return [_branch(row) for row in _branch_rows(s, sess.id)]
+
+
+def _session_row(s: DbSession, ref: str) -> SessionRow:
+    row = s.get(SessionRow, ref)
+    if row is None:
+        row = s.scalars(select(SessionRow).where(SessionRow.name == ref)).first()
+    if row is None:
+        raise NotFoundError(f"unknown session {ref!r} (neither a session id nor a session name)")
+    return row
+
+
+def _branch_rows(s: DbSession, session_id: str) -> Sequence[BranchRow]:
+    query = (
+        select(BranchRow)
+        .where(BranchRow.session_id == session_id)
+        .order_by(BranchRow.created_at, BranchRow.name)
+    )
+    return s.scalars(query).all()
+
+
+def _branch_row(s: DbSession, session: SessionRow, name: str) -> BranchRow:
+    row = s.get(BranchRow, (session.id, name))
+    if row is None:
+        known = ", ".join(b.name for b in _branch_rows(s, session.id))
+        raise NotFoundError(f"session {session.name} has no branch {name!r} (branches: {known})")
+    return row
+
+
+def _node_row(s: DbSession, nid: str) -> NodeRow:
+    row = s.scalars(select(NodeRow).where(NodeRow.id == nid)).first()
+    if row is None:
+        raise NotFoundError(f"unknown node {nid!r}")
+    return row
+
+
+def _path_to(s: DbSession, nid: str) -> Sequence[NodeRow]:
+    """The node ``nid`` and all its ancestors, oldest first (a parent's seq is smaller)."""
+    path = select(NodeRow.seq, NodeRow.parent).where(NodeRow.id == nid).cte("path", recursive=True)
+    path = path.union_all(
+        select(NodeRow.seq, NodeRow.parent).join(path, NodeRow.id == path.c.parent)
+    )
+    query = select(NodeRow).join(path, NodeRow.seq == path.c.seq).order_by(NodeRow.seq)
+    return s.scalars(query).all()

@@ -1,0 +1,135 @@
+"""End-to-end: drive the `roost` command line as a user would, in a fresh ROOST_HOME."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Roost:
+    def __init__(self, home: Path) -> None:
+        self.env = {**os.environ, "ROOST_HOME": str(home), "COLUMNS": "200", "NO_COLOR": "1"}
+        self.env.pop("ROOST_CONFIG", None)
+
+    def __call__(
+        self, *args: str, ok: bool = True, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "roost", *args],
+            env=self.env,
+            cwd=ROOT,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        if ok and proc.returncode != 0:
+            raise AssertionError(
+                f"roost {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}"
+            )
+        return proc
+
+
+@pytest.fixture
+def roost(tmp_path: Path) -> Roost:
+    return Roost(tmp_path / "home")
+
+
+COUNTER = """
+async def run(ctx, input):
+    count = int(await ctx.kv.get_text("count", "0")) + 1
+    await ctx.kv.put("count", str(count))
+    return {"count": count}
+"""
+
+
+def test_deploy_run_fork_promote(roost: Roost, tmp_path: Path) -> None:
+    agent = tmp_path / "counter"
+    agent.mkdir()
+    (agent / "agent.toml").write_text('name = "counter"\nruntime = "python"\nentry = "agent:run"\n')
+    (agent / "agent.py").write_text(textwrap.dedent(COUNTER))
+
+    assert "deployed counter version 1" in roost("agent", "deploy", str(agent)).stdout
+    assert "counter" in roost("agent", "list").stdout
+    first = roost("agent", "run", "counter", "-p", "go")
+    assert json.loads(first.stdout) == {"count": 1}
+    session = first.stderr.split("session ")[1].split()[0]
+    assert json.loads(roost("agent", "run", "counter", "-s", session, "-p", "again").stdout) == {
+        "count": 2
+    }
+
+    listing = roost("session", "list").stdout
+    assert session in listing
+    shown = roost("session", "get", session).stdout
+    for kind in ("invoke", "request", "response", "complete"):
+        assert kind in shown
+    nodes = json.loads(roost("session", "get", session, "--json").stdout)
+    first_complete = next(n for n in nodes if n["kind"] == "complete")
+
+    forked = roost("session", "fork", session, "--from", first_complete["id"][:12], "-b", "alt")
+    assert "forked branch alt" in forked.stdout
+    on_fork = roost("agent", "run", "counter", "-s", session, "-b", "alt", "-p", "x")
+    assert json.loads(on_fork.stdout) == {"count": 2}
+    roost("session", "promote", session, "alt")
+    assert "main branch: alt" not in roost("session", "get", session).stdout  # sanity of output
+    assert json.loads(roost("agent", "run", "counter", "-s", session, "-p", "y").stdout) == {
+        "count": 3
+    }
+
+
+def test_errors_are_one_line_and_exit_non_zero(roost: Roost, tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "agent.toml").write_text('name = "bad"\nruntime = "chat"\ntemperature = 2\n')
+    proc = roost("agent", "deploy", str(bad), ok=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert f"{bad / 'agent.toml'}: field 'temperature': unknown field" in proc.stderr
+
+    proc = roost("agent", "run", "ghost", "-p", "hi", ok=False)
+    assert proc.returncode == 1 and "agent 'ghost' is not deployed" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+    proc = roost("session", "get", "no-such-session", ok=False)
+    assert proc.returncode == 1 and "no-such-session" in proc.stderr
+
+    roost.env["ROOST_BUS__BACKEND"] = "smoke-signals"
+    proc = roost("agent", "list", ok=False)
+    assert proc.returncode == 1 and "bus.backend" in proc.stderr
+
+
+def test_secrets(roost: Roost) -> None:
+    roost("secret", "put", "openai-key", "sk-test-123")
+    assert roost("secret", "get", "openai-key").stdout.strip() == "sk-test-123"
+    assert roost("secret", "exists", "openai-key").returncode == 0
+    roost("secret", "put", "piped", stdin="from-stdin\n")
+    assert roost("secret", "get", "piped").stdout.strip() == "from-stdin"
+    roost("secret", "delete", "openai-key")
+    assert roost("secret", "exists", "openai-key", ok=False).returncode == 1
+    proc = roost("secret", "get", "openai-key", ok=False)
+    assert proc.returncode == 1 and "openai-key" in proc.stderr
+
+
+@pytest.mark.model
+def test_readme_flow_on_the_embedded_model(roost: Roost) -> None:
+    """What the README's run command does: deploy the example chat agent, run it for real."""
+    roost("agent", "deploy", "examples/hello-chat")
+    run = roost("agent", "run", "hello-chat", "-p", "Say hello in one short sentence.")
+    assert run.stdout.strip(), "the model produced no text"
+    assert "tokens" in run.stderr
+    session = run.stderr.split("session ")[1].split()[0]
+    nodes = json.loads(roost("session", "get", session, "--json").stdout)
+    kinds = [n["kind"] for n in nodes]
+    assert kinds[0] == "invoke" and kinds[-1] == "complete" and "request" in kinds
+    usage = nodes[-1]["content"]["usage"]
+    assert usage["completion_tokens"] > 0
