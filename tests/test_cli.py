@@ -11,15 +11,18 @@ from pathlib import Path
 
 import pytest
 
+from fakes import FakeLLMServer
+
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 class Roost:
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, env: dict[str, str] | None = None) -> None:
         self.env = {**os.environ, "ROOST_HOME": str(home), "COLUMNS": "200", "NO_COLOR": "1"}
         self.env.pop("ROOST_CONFIG", None)
+        self.env.update(env or {})
 
     def __call__(
         self, *args: str, ok: bool = True, stdin: str | None = None
@@ -41,8 +44,9 @@ class Roost:
 
 
 @pytest.fixture
-def roost(tmp_path: Path) -> Roost:
-    return Roost(tmp_path / "home")
+def roost(tmp_path: Path, temporal_env: dict[str, str]) -> Roost:
+    """The CLI, running durably on the session's Temporal."""
+    return Roost(tmp_path / "home", temporal_env)
 
 
 COUNTER = """
@@ -118,6 +122,57 @@ def test_secrets(roost: Roost) -> None:
     assert roost("secret", "exists", "openai-key", ok=False).returncode == 1
     proc = roost("secret", "get", "openai-key", ok=False)
     assert proc.returncode == 1 and "openai-key" in proc.stderr
+
+
+def test_models_against_a_remote_engine(roost: Roost, tmp_path: Path) -> None:
+    with FakeLLMServer(models=["llama-3-fake", "fake-embed"]) as server:
+        proc = roost("model", "available", "--engine", "openai", "--base-url", server.openai_url)
+        assert "llama-3-fake" in proc.stdout and "fake-embed" in proc.stdout
+        roost("secret", "put", "fake-key", "sk-1")
+        added = roost(
+            "model",
+            "add",
+            "cloud",
+            "--engine",
+            "openai",
+            "--target",
+            "llama-3-fake",
+            "--base-url",
+            server.openai_url,
+            "--api-key-secret",
+            "fake-key",
+        )
+        assert "added chat model cloud (openai)" in added.stdout
+        listed = roost("model", "list").stdout
+        assert "cloud" in listed and "smollm2" in listed and "minilm" in listed
+        proc = roost(
+            "model",
+            "add",
+            "cloud",
+            "--engine",
+            "openai",
+            "--target",
+            "x",
+            "--base-url",
+            server.openai_url,
+            ok=False,
+        )
+        assert proc.returncode == 1 and "cloud" in proc.stderr
+
+        agent = tmp_path / "cloudy"
+        agent.mkdir()
+        (agent / "agent.toml").write_text(
+            'name = "cloudy"\nruntime = "chat"\n[models]\nchat = "cloud"\n'
+        )
+        roost("agent", "deploy", str(agent))
+        server.reply("Hello from the cloud.")
+        assert roost("agent", "run", "cloudy", "-p", "hi").stdout.strip() == "Hello from the cloud."
+        assert server.last().headers.get("authorization") == "Bearer sk-1"
+
+        proc = roost("model", "remove", "cloud")
+        assert "cloud" not in roost("model", "list").stdout
+        proc = roost("agent", "deploy", str(agent), ok=False)
+        assert "field 'models.chat'" in proc.stderr and "cloud" in proc.stderr
 
 
 @pytest.mark.model

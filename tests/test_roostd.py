@@ -37,8 +37,9 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def nats_env(tmp_path: Path, nats_server) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def nats_env(tmp_path: Path, nats_server, temporal_env) -> dict[str, str]:  # type: ignore[no-untyped-def]
     env = {**os.environ, "ROOST_HOME": str(tmp_path / "home"), "NO_COLOR": "1", "COLUMNS": "200"}
+    env.update(temporal_env)
     env.update(ROOST_BUS__BACKEND="nats", ROOST_BUS__URL=nats_server.url)
     env.pop("ROOST_CONFIG", None)
     return env

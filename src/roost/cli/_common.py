@@ -39,6 +39,10 @@ def settings() -> Settings:
     logging.basicConfig(
         level=loaded.log.level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    if logging.getLogger().level >= logging.WARNING:
+        # Temporal logs every failed activity attempt with its traceback; roost reports the
+        # failures that matter itself (in the run's completion and the session)
+        logging.getLogger("temporalio.activity").setLevel(logging.ERROR)
     return loaded
 
 
@@ -58,17 +62,25 @@ def run_async(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
 
 
 async def with_platform(
-    work: Callable[[Any], Awaitable[T]], *, services: bool = False, status: str = ""
+    work: Callable[[Any], Awaitable[T]],
+    *,
+    services: bool = False,
+    worker: bool = False,
+    status: str = "",
 ) -> T:
-    """Open the platform from settings, run ``work(platform)``, close it."""
+    """Open the platform from settings, run ``work(platform)``, close it.
+
+    ``worker``: this process also executes durable runs (``agent run``, ``roost worker``);
+    other commands only start, inspect or steer them.
+    """
     from roost.platform import Platform
 
     config = settings()
     if status:
         with err_console.status(status, spinner="dots"):
-            platform = await Platform.open(config, start_services=services)
+            platform = await Platform.open(config, start_services=services, worker=worker)
     else:
-        platform = await Platform.open(config, start_services=services)
+        platform = await Platform.open(config, start_services=services, worker=worker)
     try:
         return await work(platform)
     finally:

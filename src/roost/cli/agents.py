@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import time
@@ -86,7 +87,7 @@ async def run(
             result = await _run_once(platform, name, line, session, branch, timeout, stream, True)
             session = session or (result if isinstance(result, str) else None)
 
-    await with_platform(work, status="starting roost")
+    await with_platform(work, worker=True, status="starting roost")
 
 
 async def _run_once(
@@ -106,14 +107,29 @@ async def _run_once(
     status.start()
 
     def on_event(event: EventMessage) -> None:
-        if event.type == "token" and stream:
+        if event.type == "question":
+            status.stop()
+            question = str(event.data.get("question", ""))
+            err_console.print(f"[bold yellow]?[/] {question}", highlight=False)
+            if sys.stdin.isatty():
+                asyncio.get_running_loop().create_task(
+                    _answer_from_terminal(platform, event.correlation_id)
+                )
+            else:
+                err_console.print(
+                    f"[dim]answer with: roost run answer {event.correlation_id} TEXT[/]"
+                )
+        elif event.type == "answer":
+            err_console.print(f"[dim]answered: {event.data.get('answer', '')}[/]")
+            status.start()
+        elif event.type == "token" and stream:
             if not streamed:
                 status.stop()
             text = str(event.data.get("text", ""))
             streamed.append(text)
             sys.stdout.write(text)
             sys.stdout.flush()
-        elif event.type == "progress":
+        elif event.type in ("progress", "step"):
             message = str(event.data.get("message", ""))
             if streamed:
                 sys.stdout.write("\n")
@@ -139,7 +155,7 @@ async def _run_once(
         _show_output(complete.output)
     usage = complete.usage
     summary = (
-        f"session {result.session.name} · branch {result.branch} · "
+        f"run {complete.correlation_id} · session {result.session.name} · branch {result.branch} · "
         f"{usage.total_tokens} tokens · {elapsed:.1f}s"
     )
     if not complete.ok:
@@ -149,6 +165,11 @@ async def _run_once(
         return False
     err_console.print(f"[dim]{summary}[/]")
     return result.session.name if interactive else True
+
+
+async def _answer_from_terminal(platform: Any, run_id: str) -> None:
+    answer = await asyncio.to_thread(console.input, "[bold cyan]answer>[/] ")
+    await platform.harness.answer(run_id, answer)
 
 
 @app.command("list")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from roost import __version__
-from roost.cli import agents, models, secrets, sessions
+from roost.cli import agents, models, runs, secrets, sessions, temporal, worker
 
 app = typer.Typer(
     name="roost",
@@ -17,6 +17,9 @@ app.add_typer(agents.app, name="agent")
 app.add_typer(sessions.app, name="session")
 app.add_typer(models.app, name="model")
 app.add_typer(secrets.app, name="secret")
+app.add_typer(runs.app, name="run")
+app.add_typer(temporal.app, name="temporal")
+app.command("worker")(worker.worker)
 
 
 def _version(value: bool) -> None:

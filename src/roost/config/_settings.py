@@ -65,6 +65,21 @@ class RuntimeConfig(_Section):
     """How long a process-runtime agent may take to answer ``/health``."""
 
 
+class WorkflowsConfig(_Section):
+    engine: Literal["temporal", "inprocess"] = "temporal"
+    """``temporal``: every run is a durable workflow. ``inprocess``: runs live in the
+    process that started them (faster, lost on a crash; for tests of agents)."""
+    temporal_address: str = ""
+    """``host:port`` of an external Temporal; empty starts the embedded dev server."""
+    namespace: str = "default"
+    task_queue: str = "roost-agents"
+    max_attempts: int = Field(5, ge=1)
+    """Attempts of a service call that fails transiently (timeouts, 429, 5xx)."""
+    heartbeat_timeout_s: float = Field(10.0, gt=0)
+    """How soon a long call on a dead worker is noticed and retried elsewhere."""
+    connect_timeout_s: float = Field(15.0, gt=0)
+
+
 class LogConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 
@@ -90,6 +105,7 @@ class Settings(BaseSettings):
     inference: InferenceConfig = InferenceConfig()
     embedding: EmbeddingConfig = EmbeddingConfig()
     runtime: RuntimeConfig = RuntimeConfig()
+    workflows: WorkflowsConfig = WorkflowsConfig()
     log: LogConfig = LogConfig()
 
     @property

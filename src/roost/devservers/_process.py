@@ -175,6 +175,10 @@ class ManagedProcess:
     :meth:`stop` (SIGTERM, then SIGKILL after ``grace`` seconds) or crash it with :meth:`kill`.
     A stopped process can be started again; the log file is appended to, so the tail shows the
     most recent run.
+
+    With ``stop_at_exit=False`` the process is not stopped when the interpreter exits: it is
+    meant to outlive its parent (the embedded Temporal server that later roost processes
+    reuse). It still runs in its own session, so signals to the parent's terminal miss it.
     """
 
     def __init__(
@@ -185,12 +189,14 @@ class ManagedProcess:
         log_path: Path,
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
+        stop_at_exit: bool = True,
     ) -> None:
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
         self.env = dict(env) if env is not None else None
         self.cwd = cwd
+        self.stop_at_exit = stop_at_exit
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -227,8 +233,9 @@ class ManagedProcess:
                 )
             except OSError as exc:
                 raise DevServerError(f"cannot start {self.name} ({self.argv[0]}): {exc}") from exc
-        with _live_lock:
-            _live.add(self)
+        if self.stop_at_exit:
+            with _live_lock:
+                _live.add(self)
 
     def wait_ready(self, probe: Callable[[], bool], *, timeout: float) -> None:
         """Poll ``probe`` until it returns true; fail early if the process dies.

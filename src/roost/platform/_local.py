@@ -6,6 +6,7 @@ This is what ``roost`` uses in local mode (memory bus, SQLite, embedded engines)
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 from collections.abc import Iterable
@@ -30,7 +31,9 @@ from roost.protocol import (
     subjects,
 )
 from roost.runtime import (
+    AgentRuntime,
     ChatRuntime,
+    Executor,
     Harness,
     InProcessExecutor,
     PythonRuntime,
@@ -75,18 +78,18 @@ class Platform:
         self.engines = engines
         self.workers: list[ServiceWorker] = []
         self.provider = ProviderEndpoint()
-        self.runtimes = {
+        self.runtimes: dict[str, AgentRuntime] = {
             "python": PythonRuntime(),
             "chat": ChatRuntime(max_turns=settings.runtime.max_turns),
             "process": ProcessRuntime(
                 self.provider, start_timeout_s=settings.runtime.process_start_timeout_s
             ),
         }
-        self.executor = InProcessExecutor(
+        self.executor: Executor = InProcessExecutor(
             bus,
             StateRecorder(stores.state),
             self.get_agent,
-            self.runtimes,  # type: ignore[arg-type]
+            self.runtimes,
             load_history=lambda inv: branch_history(stores.state, inv),
             default_chat_model=settings.inference.default_model,
             default_embedding_model=settings.embedding.default_model,
@@ -101,11 +104,16 @@ class Platform:
     # --- lifecycle ---------------------------------------------------------------------
 
     @classmethod
-    async def open(cls, settings: Settings, *, start_services: bool = True) -> Platform:
+    async def open(
+        cls, settings: Settings, *, start_services: bool = True, worker: bool = True
+    ) -> Platform:
         """Open stores (migrating them), connect the bus and, if asked, start the services.
 
         With the memory bus the services must run in this process, so they always start;
         with NATS they start only if asked (``roostd`` serves them to other processes).
+        With durable runs (``[workflows] engine = "temporal"``) this connects to Temporal
+        (starting the embedded server if no address is configured) and, with ``worker``,
+        executes runs in this process too.
         """
         settings.home.mkdir(parents=True, exist_ok=True)
         stores = await open_stores(settings.database_url, settings.home)
@@ -117,13 +125,52 @@ class Platform:
             await stores.close()
             raise
         platform = cls(settings, stores, bus, EngineSet(threads=settings.inference.threads))
-        if start_services or settings.bus.backend == "memory":
-            try:
+        try:
+            if settings.workflows.engine == "temporal":
+                await platform._use_temporal(worker=worker)
+            if start_services or settings.bus.backend == "memory":
                 await platform.start_services()
-            except BaseException:
-                await platform.close()
-                raise
+        except BaseException:
+            await platform.close()
+            raise
         return platform
+
+    async def _use_temporal(self, *, worker: bool) -> None:
+        from roost.workflows import RunActivities, RunOptions, TemporalExecutor, connect_temporal
+
+        config = self.settings.workflows
+        address = config.temporal_address
+        if not address:
+            from roost.devservers.temporal import ensure_embedded_temporal
+
+            address = await asyncio.to_thread(
+                ensure_embedded_temporal, self.settings.home, namespace=config.namespace
+            )
+        client = await connect_temporal(address, config.namespace, timeout=config.connect_timeout_s)
+        activities = RunActivities(
+            self.bus,
+            StateRecorder(self.stores.state),
+            self.get_agent,
+            lambda inv: branch_history(self.stores.state, inv),
+            self.runtimes["process"],
+            heartbeat_every_s=min(2.0, config.heartbeat_timeout_s / 3),
+        )
+        options = RunOptions(
+            request_timeout_s=self.settings.runtime.request_timeout_s,
+            infer_timeout_s=self.settings.inference.timeout_s,
+            chat_model=self.settings.inference.default_model,
+            embedding_model=self.settings.embedding.default_model,
+            max_turns=self.settings.runtime.max_turns,
+            max_attempts=config.max_attempts,
+            heartbeat_timeout_s=config.heartbeat_timeout_s,
+        )
+        executor = TemporalExecutor(
+            client, task_queue=config.task_queue, options=options, activities=activities
+        )
+        await self.executor.close()
+        self.executor = self.harness.executor = executor
+        if worker:
+            await executor.start_worker()
 
     async def start_services(self, services: Iterable[str] = LOCAL_SERVICES) -> None:
         stores, bus = self.stores, self.bus
@@ -153,10 +200,13 @@ class Platform:
             self.workers.append(worker)
 
     async def close(self) -> None:
+        # runs first (they need the services), then the services, then what they use
+        await self.executor.close()
         for worker in reversed(self.workers):
             await worker.stop()
         self.workers.clear()
-        await self.executor.close()
+        for runtime in self.runtimes.values():
+            await runtime.close()
         await self.provider.stop()
         await self.engines.close()
         await self.bus.close()
@@ -309,13 +359,20 @@ class Platform:
         branch: str | None = None,
         timeout_s: float | None = None,
         on_event: EventCallback | None = None,
+        run_id: str | None = None,
     ) -> RunResult:
         """Run a deployed agent (see :meth:`roost.runtime.Harness.run`)."""
         await self.get_agent(agent)
         if branch is not None and session is None:
             raise InvalidRequestError("--branch needs --session: branches belong to a session")
         return await self.harness.run(
-            agent, input, session=session, branch=branch, timeout_s=timeout_s, on_event=on_event
+            agent,
+            input,
+            session=session,
+            branch=branch,
+            timeout_s=timeout_s,
+            on_event=on_event,
+            run_id=run_id,
         )
 
     async def _run_called_agent(self, call: AgentCall, request: RequestMessage) -> CompleteMessage:
@@ -329,6 +386,8 @@ class Platform:
                 "caller_session": request.session,
             },
             trace=request.trace,
+            # one call, one run: a retried call (durable runs) finds the run it started
+            run_id=f"{request.id}.call",
         )
         return result.complete
 

@@ -16,7 +16,7 @@ import msgspec
 PROTOCOL_VERSION = 1
 
 ServiceName = Literal["infer", "embed", "kv", "vec", "tool", "agent"]
-EventType = Literal["progress", "token", "log", "status"]
+EventType = Literal["progress", "token", "log", "status", "step", "question", "answer"]
 
 
 def new_id() -> str:

@@ -19,6 +19,11 @@ def invoke() -> str:
     return f"{PREFIX}.run.invoke"
 
 
+def run_answer(invocation_id: str) -> str:
+    """Subject on which a non-durable run waiting in ``ctx.ask`` takes its answer."""
+    return f"{PREFIX}.run.answer.{invocation_id}"
+
+
 def events(session: str) -> str:
     """Subject of a session's real-time events."""
     return f"{PREFIX}.events.{session}"

@@ -7,8 +7,10 @@ Every method is a typed request over the bus with a timeout (through a
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Any
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar, overload
 
 from roost.protocol import (
     AgentCall,
@@ -38,6 +40,8 @@ from roost.protocol import (
     to_body,
 )
 from roost.runtime._dispatch import Dispatcher
+
+T = TypeVar("T")
 
 
 class KV:
@@ -109,7 +113,16 @@ class Vectors:
 
 
 class AgentContext:
-    """Handed to agent code with its input: ``async def run(ctx, input): ...``."""
+    """Handed to agent code with its input: ``async def run(ctx, input): ...``.
+
+    **Durable runs replay agent code.** When a run is durable (the default), a crash of the
+    process running it resumes the run elsewhere by running the agent function again from
+    the top, with every completed ``ctx`` call answered from the run's history instead of
+    being made again. So agent code must make the same ``ctx`` calls in the same order when
+    replayed: take the time from :meth:`now`, randomness from :meth:`random`, and wrap
+    anything else with side effects or varying results (reading files, calling an HTTP API,
+    ``uuid4()``) in :meth:`step`, which runs it once and records the result.
+    """
 
     def __init__(
         self,
@@ -216,3 +229,35 @@ class AgentContext:
     async def emit(self, message: str, **data: Any) -> None:
         """Report progress; shown live by ``roost agent run`` and kept in the session."""
         await self.dispatcher.emit("progress", {"message": message, **data})
+
+    def now(self) -> datetime:
+        """The current time (UTC). In a durable run, replay sees the time of the first run."""
+        return datetime.fromtimestamp(self.dispatcher.now(), UTC)
+
+    def random(self) -> random.Random:
+        """A random generator. In a durable run it is seeded by the run, so replay repeats
+        the same numbers."""
+        return self.dispatcher.random()
+
+    @overload
+    async def step(self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T: ...
+
+    @overload
+    async def step(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T: ...
+
+    async def step(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` (sync or async) once and return its result.
+
+        In a durable run the result is recorded: replay returns it without calling ``fn``
+        again. ``fn`` must be a module-level function of the agent (so any worker can find
+        it), and its arguments and result must be JSON-serialisable.
+        """
+        return await self.dispatcher.step(fn, args, kwargs)
+
+    async def ask(self, question: str, *, timeout: float = 3600.0) -> str:
+        """Ask a human and wait for the answer (``roost run answer RUN TEXT``).
+
+        The question reaches ``roost agent run`` / ``roost run get`` as an event. A durable
+        run waits without holding a worker, and survives restarts while waiting.
+        """
+        return await self.dispatcher.ask(question, timeout)

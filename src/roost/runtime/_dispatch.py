@@ -8,11 +8,16 @@ code and :class:`~roost.runtime.AgentContext` never change.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+import random
+import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import msgspec
 
-from roost.bus import Bus
+from roost.bus import Bus, Delivery
 from roost.protocol import (
     EventMessage,
     EventType,
@@ -22,6 +27,7 @@ from roost.protocol import (
     ResponseMessage,
     RoostError,
     ServiceName,
+    ServiceTimeoutError,
     Usage,
     encode,
     subjects,
@@ -60,6 +66,48 @@ class Dispatcher(Protocol):
         """Publish a real-time event of the run."""
         ...
 
+    def now(self) -> float:
+        """The current time (seconds since the epoch); replay-safe in durable runs."""
+        ...
+
+    def random(self) -> random.Random:
+        """A random generator; replay-safe (deterministically seeded) in durable runs."""
+        ...
+
+    async def step(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """Run ``fn(*args, **kwargs)`` once; a durable run records the result and replays it."""
+        ...
+
+    async def ask(self, question: str, timeout: float) -> str:
+        """Publish ``question`` and wait (up to ``timeout`` seconds) for a human's answer."""
+        ...
+
+
+async def dispatch_request(bus: Bus, recorder: Recorder, request: RequestMessage) -> dict[str, Any]:
+    """Record ``request``, send it to its service, record the answer, return its body.
+
+    A transport failure (no responders, timeout) is recorded as the call's answer and raised;
+    so is a service's error response (:func:`~roost.services.raise_for_error`).
+    """
+    await recorder.record(request)
+    try:
+        response = await call_service(bus, request)
+    except RoostError as exc:
+        response = ResponseMessage(
+            session=request.session,
+            branch=request.branch,
+            correlation_id=request.id,
+            trace=request.trace,
+            ok=False,
+            error=exc.to_info(),
+        )
+        await recorder.record(response, service=request.service, op=request.op, agent=request.agent)
+        raise
+    await recorder.record(response, service=request.service, op=request.op, agent=request.agent)
+    return raise_for_error(response)
+
 
 class BusDispatcher:
     """Records each request, sends it over the bus, records the response, returns its body."""
@@ -69,6 +117,7 @@ class BusDispatcher:
         self.recorder = recorder
         self.invocation = invocation
         self._usage = Usage()
+        self._random = random.Random()
 
     @property
     def usage(self) -> Usage:
@@ -89,26 +138,11 @@ class BusDispatcher:
             agent=inv.agent,
             timeout_s=timeout,
         )
-        await self.recorder.record(request)
-        try:
-            response = await call_service(self.bus, request)
-        except RoostError as exc:
-            # transport failure (no responders, timeout): record it as the call's answer
-            response = ResponseMessage(
-                session=inv.session,
-                branch=inv.branch,
-                correlation_id=request.id,
-                trace=inv.trace,
-                ok=False,
-                error=exc.to_info(),
-            )
-            await self.recorder.record(response, service=service, op=op, agent=inv.agent)
-            raise
-        await self.recorder.record(response, service=service, op=op, agent=inv.agent)
-        usage = response.body.get("usage") if response.ok else None
+        body = await dispatch_request(self.bus, self.recorder, request)
+        usage = body.get("usage")
         if isinstance(usage, dict):
             self._usage = self._usage + msgspec.convert(usage, Usage)
-        return raise_for_error(response)
+        return body
 
     async def emit(self, type: EventType, data: dict[str, Any]) -> None:
         inv = self.invocation
@@ -124,3 +158,46 @@ class BusDispatcher:
         if type != "token":  # the durable copy of an event lives in the session DAG
             await self.recorder.record(event)
         await self.bus.publish(subjects.events(inv.session), encode(event))
+
+    def now(self) -> float:
+        return time.time()
+
+    def random(self) -> random.Random:
+        return self._random
+
+    async def step(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        name = getattr(fn, "__qualname__", repr(fn))
+        await self.emit("step", {"message": f"step {name}", "step": name, "phase": "started"})
+        result = fn(*args, **kwargs)
+        if inspect.isawaitable(result):
+            result = await result
+        await self.emit("step", {"message": f"step {name} done", "step": name, "phase": "done"})
+        return result
+
+    async def ask(self, question: str, timeout: float) -> str:
+        """Wait for ``roost run answer`` (delivered on :func:`subjects.run_answer`)."""
+        answered: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+        async def on_answer(delivery: Delivery) -> None:
+            text = bytes(delivery.data).decode("utf-8", "replace")
+            if not answered.done():
+                answered.set_result(text)
+                await delivery.respond(b"ok")
+            else:
+                await delivery.respond(b"already answered")
+
+        sub = await self.bus.subscribe(subjects.run_answer(self.invocation.id), on_answer)
+        try:
+            await self.emit("question", {"message": question, "question": question})
+            try:
+                answer = await asyncio.wait_for(answered, timeout)
+            except TimeoutError:
+                raise ServiceTimeoutError(
+                    f"no answer to {question!r} within {timeout:g}s"
+                ) from None
+            await self.emit("answer", {"message": answer, "answer": answer})
+            return answer
+        finally:
+            await sub.unsubscribe()

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 from roost.agents import AgentManifest, parse_manifest
 from roost.bus import Bus
@@ -15,11 +17,16 @@ from roost.protocol import (
     AgentError,
     CompleteMessage,
     ErrorInfo,
+    InvalidRequestError,
     InvokeMessage,
+    NoRespondersError,
+    NotFoundError,
     RoostError,
     ServiceTimeoutError,
+    Usage,
+    subjects,
 )
-from roost.protocol._errors import CANCELLED, INTERNAL
+from roost.protocol._errors import CANCELLED, INTERNAL, TIMEOUT
 from roost.runtime._context import AgentContext
 from roost.runtime._dispatch import BusDispatcher, Recorder
 from roost.runtime._runtimes import AgentRuntime
@@ -31,11 +38,49 @@ AgentResolver = Callable[[str], Awaitable[AgentRecord]]
 HistoryLoader = Callable[[InvokeMessage], Awaitable[list[tuple[Any, Any]]]]
 
 
-class Executor(Protocol):
-    """Runs one invocation to its completion (never raises for agent failures: the
-    :class:`CompleteMessage` carries them)."""
+RunStatus = Literal["running", "completed", "failed", "cancelled", "timed_out", "unknown"]
 
-    async def execute(self, invocation: InvokeMessage) -> CompleteMessage: ...
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A run as an executor knows it (``roost run list`` / ``roost run get``)."""
+
+    id: str
+    agent: str
+    session: str
+    branch: str
+    status: RunStatus
+    started_at: float
+    closed_at: float | None = None
+    question: str = ""
+    """The question the run waits on (``ctx.ask``), if any."""
+
+
+class Executor(Protocol):
+    """Runs invocations to completion. Agent failures never raise here: the
+    :class:`CompleteMessage` carries them. ``start`` is idempotent per invocation id."""
+
+    async def start(self, invocation: InvokeMessage) -> None:
+        """Begin running ``invocation`` (returns once the run is accepted)."""
+        ...
+
+    async def wait(self, run_id: str, timeout: float | None = None) -> CompleteMessage:
+        """The completion of run ``run_id``, waiting up to ``timeout`` seconds for it."""
+        ...
+
+    async def execute(self, invocation: InvokeMessage) -> CompleteMessage:
+        """``start`` then ``wait``."""
+        ...
+
+    async def cancel(self, run_id: str) -> None: ...
+
+    async def answer(self, run_id: str, text: str) -> None:
+        """Deliver the answer to the question run ``run_id`` asked with ``ctx.ask``."""
+        ...
+
+    async def get_run(self, run_id: str) -> RunInfo: ...
+
+    async def list_runs(self, *, limit: int = 50) -> list[RunInfo]: ...
 
     async def close(self) -> None: ...
 
@@ -65,8 +110,78 @@ class InProcessExecutor:
         self.default_embedding_model = default_embedding_model
         self.request_timeout_s = request_timeout_s
         self.infer_timeout_s = infer_timeout_s
+        self.keep_finished = 200
+        self._runs: dict[str, _LocalRun] = {}
+
+    async def start(self, invocation: InvokeMessage) -> None:
+        if invocation.id in self._runs:
+            return
+        info = RunInfo(
+            id=invocation.id,
+            agent=invocation.agent,
+            session=invocation.session,
+            branch=invocation.branch,
+            status="running",
+            started_at=time.time(),
+        )
+        task = asyncio.create_task(self._execute(invocation), name=f"run {invocation.id}")
+        self._runs[invocation.id] = _LocalRun(info, task)
+        task.add_done_callback(lambda t: self._finished(invocation.id, t))
+
+    def _finished(self, run_id: str, task: asyncio.Task[CompleteMessage]) -> None:
+        run = self._runs[run_id]
+        status: RunStatus = "cancelled"
+        if not task.cancelled() and task.exception() is None:
+            error = task.result().error
+            status = "completed" if error is None else _status_of(error.code)
+        run.info = dataclasses.replace(run.info, status=status, closed_at=time.time())
+        # keep the latest finished runs only: this executor's memory is its run list
+        finished = [k for k, r in self._runs.items() if r.task.done()]
+        for key in finished[: max(0, len(finished) - self.keep_finished)]:
+            del self._runs[key]
+
+    async def wait(self, run_id: str, timeout: float | None = None) -> CompleteMessage:
+        run = self._run(run_id)
+        try:
+            return await asyncio.wait_for(asyncio.shield(run.task), timeout)
+        except TimeoutError:
+            raise ServiceTimeoutError(
+                f"run {run_id} did not finish within {timeout:g}s; it is still running"
+            ) from None
 
     async def execute(self, invocation: InvokeMessage) -> CompleteMessage:
+        await self.start(invocation)
+        return await self.wait(invocation.id)
+
+    async def cancel(self, run_id: str) -> None:
+        self._run(run_id).task.cancel()
+
+    async def answer(self, run_id: str, text: str) -> None:
+        self._run(run_id)
+        try:
+            reply = await self.bus.request(subjects.run_answer(run_id), text.encode(), 5.0)
+        except NoRespondersError:
+            raise InvalidRequestError(f"run {run_id} is not waiting for an answer") from None
+        if reply != b"ok":
+            raise InvalidRequestError(f"run {run_id}: {reply.decode()}")
+
+    async def get_run(self, run_id: str) -> RunInfo:
+        return self._run(run_id).info
+
+    async def list_runs(self, *, limit: int = 50) -> list[RunInfo]:
+        runs = sorted((r.info for r in self._runs.values()), key=lambda i: -i.started_at)
+        return runs[:limit]
+
+    def _run(self, run_id: str) -> _LocalRun:
+        run = self._runs.get(run_id)
+        if run is None:
+            raise NotFoundError(
+                f"no run {run_id!r} in this process (in-process runs live only in the process "
+                "that started them; durable runs are listed by every roost process)"
+            )
+        return run
+
+    async def _execute(self, invocation: InvokeMessage) -> CompleteMessage:
         started = time.perf_counter()
         await self.recorder.record(invocation)
         dispatcher = BusDispatcher(self.bus, self.recorder, invocation)
@@ -76,25 +191,12 @@ class InProcessExecutor:
             record = await self.resolve_agent(invocation.agent)
             manifest = parse_manifest(record.manifest, f"{record.path}/agent.toml")
             ctx = await self._context(invocation, dispatcher, manifest)
-            runtime = self.runtimes.get(manifest.runtime)
-            if runtime is None:
-                raise AgentError(f"no runtime {manifest.runtime!r} is available here")
-            timeout = manifest.timeout_s or invocation.timeout_s
-            try:
-                output = await asyncio.wait_for(runtime.run(ctx, record, manifest), timeout)
-            except TimeoutError:
-                raise ServiceTimeoutError(
-                    f"agent {invocation.agent!r} did not finish within {timeout:g}s"
-                ) from None
+            output, error = await run_agent(self.runtimes, ctx, record, manifest)
         except RoostError as exc:
             error = exc.to_info()
         except asyncio.CancelledError:
+            # The run's own task: cancelling it ends the run with a recorded completion.
             error = ErrorInfo(code=CANCELLED, message="the run was cancelled")
-            await self._complete(invocation, started, dispatcher, None, error)
-            raise
-        except Exception as exc:
-            log.exception("agent %s failed", invocation.agent)
-            error = ErrorInfo(code=AgentError.code, message=f"{type(exc).__name__}: {exc}")
         return await self._complete(invocation, started, dispatcher, output, error)
 
     async def _context(
@@ -119,25 +221,82 @@ class InProcessExecutor:
         output: Any,
         error: ErrorInfo | None,
     ) -> CompleteMessage:
-        output = _jsonable(output)
-        complete = CompleteMessage(
-            session=invocation.session,
-            branch=invocation.branch,
-            correlation_id=invocation.id,
-            trace=invocation.trace,
-            agent=invocation.agent,
-            ok=error is None,
-            output=output,
-            error=error,
-            usage=dispatcher.usage,
-            duration_ms=(time.perf_counter() - started) * 1000,
-        )
+        duration_ms = (time.perf_counter() - started) * 1000
+        complete = completion(invocation, output, error, dispatcher.usage, duration_ms)
         await self.recorder.record(complete)
         return complete
 
     async def close(self) -> None:
-        for runtime in self.runtimes.values():
-            await runtime.close()
+        pending = [r.task for r in self._runs.values() if not r.task.done()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def run_agent(
+    runtimes: dict[str, AgentRuntime],
+    ctx: AgentContext,
+    record: AgentRecord,
+    manifest: AgentManifest,
+) -> tuple[Any, ErrorInfo | None]:
+    """Run one invocation on its runtime within the run's timeout: ``(output, error)``.
+
+    Shared by every executor, so agents fail the same way however they run. Cancellation
+    propagates; every other failure becomes the error of the completion.
+    """
+    invocation = ctx.invocation
+    try:
+        runtime = runtimes.get(manifest.runtime)
+        if runtime is None:
+            raise AgentError(f"no runtime {manifest.runtime!r} is available here")
+        timeout = manifest.timeout_s or invocation.timeout_s
+        try:
+            return await asyncio.wait_for(runtime.run(ctx, record, manifest), timeout), None
+        except TimeoutError:
+            raise ServiceTimeoutError(
+                f"agent {invocation.agent!r} did not finish within {timeout:g}s"
+            ) from None
+    except RoostError as exc:
+        return None, exc.to_info()
+    except Exception as exc:
+        log.exception("agent %s failed", invocation.agent)
+        return None, ErrorInfo(code=AgentError.code, message=f"{type(exc).__name__}: {exc}")
+
+
+def completion(
+    invocation: InvokeMessage,
+    output: Any,
+    error: ErrorInfo | None,
+    usage: Usage,
+    duration_ms: float,
+    **envelope: Any,
+) -> CompleteMessage:
+    """The :class:`CompleteMessage` ending ``invocation`` (``envelope``: id, timestamp)."""
+    return CompleteMessage(
+        session=invocation.session,
+        branch=invocation.branch,
+        correlation_id=invocation.id,
+        trace=invocation.trace,
+        agent=invocation.agent,
+        ok=error is None,
+        output=_jsonable(output) if error is None else None,
+        error=error,
+        usage=usage,
+        duration_ms=duration_ms,
+        **envelope,
+    )
+
+
+@dataclass
+class _LocalRun:
+    info: RunInfo
+    task: asyncio.Task[CompleteMessage]
+
+
+def _status_of(code: str) -> RunStatus:
+    if code == CANCELLED:
+        return "cancelled"
+    return "timed_out" if code == TIMEOUT else "failed"
 
 
 def _jsonable(value: Any) -> Any:
@@ -149,4 +308,12 @@ def _jsonable(value: Any) -> Any:
         return str(value)
 
 
-__all__ = ["INTERNAL", "AgentResolver", "Executor", "HistoryLoader", "InProcessExecutor"]
+__all__ = [
+    "INTERNAL",
+    "AgentResolver",
+    "Executor",
+    "HistoryLoader",
+    "InProcessExecutor",
+    "RunInfo",
+    "RunStatus",
+]

@@ -16,12 +16,14 @@ from roost.protocol import (
     EventMessage,
     InvokeMessage,
     Message,
+    NotFoundError,
     ProtocolError,
     TraceContext,
     decode,
+    new_id,
     subjects,
 )
-from roost.runtime._executor import Executor
+from roost.runtime._executor import Executor, RunInfo
 from roost.stores import Session, StateStore
 
 EventCallback = Callable[[EventMessage], Awaitable[None] | None]
@@ -70,6 +72,61 @@ class Harness:
         self.executor = executor
         self.run_timeout_s = run_timeout_s
 
+    async def start(
+        self,
+        agent: str,
+        input: Any,
+        *,
+        session: str | None = None,
+        branch: str | None = None,
+        timeout_s: float | None = None,
+        metadata: dict[str, Any] | None = None,
+        trace: TraceContext | None = None,
+        run_id: str | None = None,
+    ) -> tuple[Session, InvokeMessage]:
+        """Start a run of ``agent`` on ``input`` and return at once (its session and
+        invocation; the invocation id is the run id).
+
+        ``session`` (id or name) continues a session, else a new one is created; ``branch``
+        defaults to the session's main branch. ``run_id`` makes the start idempotent: a run
+        with that id that already exists is not started again.
+        """
+        if run_id is not None:
+            with contextlib.suppress(NotFoundError):
+                known = await self.executor.get_run(run_id)
+                sess = await self.state.get_session(known.session)
+                return sess, InvokeMessage(
+                    id=run_id, agent=known.agent, session=sess.id, branch=known.branch
+                )
+        if session:
+            sess = await self.state.get_session(session)
+        else:
+            sess = await self.state.create_session(agent)
+        invocation = InvokeMessage(
+            session=sess.id,
+            branch=branch or sess.main_branch,
+            agent=agent,
+            input=input,
+            timeout_s=timeout_s or self.run_timeout_s,
+            metadata=metadata or {},
+            trace=trace or TraceContext(),
+            id=run_id or new_id(),
+        )
+        await self.executor.start(invocation)
+        return sess, invocation
+
+    async def wait(
+        self,
+        run_id: str,
+        *,
+        session: str,
+        timeout_s: float | None = None,
+        on_event: EventCallback | None = None,
+    ) -> CompleteMessage:
+        """Wait for run ``run_id`` (of ``session``) to complete, streaming its events."""
+        async with self._events(session, run_id, on_event):
+            return await self.executor.wait(run_id, timeout_s)
+
     async def run(
         self,
         agent: str,
@@ -81,29 +138,45 @@ class Harness:
         on_event: EventCallback | None = None,
         metadata: dict[str, Any] | None = None,
         trace: TraceContext | None = None,
+        run_id: str | None = None,
     ) -> RunResult:
-        """Run ``agent`` on ``input``; in ``session`` (id or name) if given, else a new one.
-
-        ``branch`` defaults to the session's main branch. ``on_event`` receives the run's
-        live events (progress, tokens).
-        """
+        """Run ``agent`` on ``input`` to completion (see :meth:`start`). ``on_event``
+        receives the run's live events (progress, steps, questions, tokens)."""
+        if run_id is not None:
+            with contextlib.suppress(NotFoundError):
+                session = (await self.executor.get_run(run_id)).session
         if session:
             sess = await self.state.get_session(session)
+            session = sess.id
         else:
             sess = await self.state.create_session(agent)
-        branch = branch or sess.main_branch
-        invocation = InvokeMessage(
-            session=sess.id,
-            branch=branch,
-            agent=agent,
-            input=input,
-            timeout_s=timeout_s or self.run_timeout_s,
-            metadata=metadata or {},
-            trace=trace or TraceContext(),
-        )
-        async with self._events(sess.id, invocation.id, on_event):
-            complete = await self.executor.execute(invocation)
-        return RunResult(session=sess, branch=branch, complete=complete)
+            session = sess.id
+        async with self._events(session, run_id or "", on_event):
+            sess, invocation = await self.start(
+                agent,
+                input,
+                session=session,
+                branch=branch,
+                timeout_s=timeout_s,
+                metadata=metadata,
+                trace=trace,
+                run_id=run_id,
+            )
+            # the run enforces its own timeout; this wait only guards against a lost run
+            complete = await self.executor.wait(invocation.id, invocation.timeout_s + 60)
+        return RunResult(session=sess, branch=invocation.branch, complete=complete)
+
+    async def cancel(self, run_id: str) -> None:
+        await self.executor.cancel(run_id)
+
+    async def answer(self, run_id: str, text: str) -> None:
+        await self.executor.answer(run_id, text)
+
+    async def get_run(self, run_id: str) -> RunInfo:
+        return await self.executor.get_run(run_id)
+
+    async def list_runs(self, *, limit: int = 50) -> list[RunInfo]:
+        return await self.executor.list_runs(limit=limit)
 
     @contextlib.asynccontextmanager
     async def _events(

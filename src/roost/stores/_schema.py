@@ -125,7 +125,10 @@ class NodeRow(Base):
     always has a smaller ``seq`` than its children."""
 
     __tablename__ = "nodes"
-    __table_args__ = (Index("ix_nodes_session_seq", "session_id", "seq"),)
+    __table_args__ = (
+        Index("ix_nodes_session_seq", "session_id", "seq"),
+        Index("ix_nodes_session_message", "session_id", "message_id"),
+    )
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(HASH, unique=True)
@@ -135,6 +138,9 @@ class NodeRow(Base):
     kind: Mapped[str] = mapped_column(String(16))
     content: Mapped[dict[str, Any]]
     created_at: Mapped[float]
+    message_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    """The recorded protocol message's id: recording a message twice (a retried durable
+    step) finds the first node instead of appending another."""
 
 
 # --- versioned KV --------------------------------------------------------------------

@@ -205,8 +205,20 @@ class SqlStateStore:
         return await self._db.run(self._append, session, branch, kind, content)
 
     def _append(self, session: str, branch: str, kind: str, content: dict[str, Any]) -> Node:
+        message_id = content.get("id") if isinstance(content.get("id"), str) else None
+
         def work(s: DbSession) -> Node:
             sess = _session_row(s, session)
+            if message_id:
+                recorded = s.scalars(
+                    select(NodeRow).where(
+                        NodeRow.session_id == sess.id,
+                        NodeRow.message_id == message_id,
+                        NodeRow.kind == kind,
+                    )
+                ).first()
+                if recorded is not None:  # the same message recorded again: idempotent
+                    return _node(recorded)
             parent = _branch_row(s, sess, branch).head
             nid = node_id(sess.id, parent, kind, content)
             now = time.time()
@@ -220,6 +232,7 @@ class SqlStateStore:
                     kind=kind,
                     content=content,
                     created_at=now,
+                    message_id=message_id,
                 )
                 s.add(row)
                 s.flush()  # assigns seq

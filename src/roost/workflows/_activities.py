@@ -1,0 +1,185 @@
+"""The activities of a durable run: everything with a side effect happens here.
+
+Each method is one Temporal activity. They record what they do in the session DAG (recording
+is idempotent by message id, so a retried activity does not duplicate nodes) and reach the
+platform through the bus, exactly like the in-process executor does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import inspect
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+from temporalio import activity
+
+from roost.agents import parse_manifest
+from roost.bus import Bus
+from roost.protocol import (
+    CompleteMessage,
+    EventMessage,
+    InvalidRequestError,
+    InvokeMessage,
+    RequestMessage,
+    encode,
+    subjects,
+)
+from roost.runtime._context import AgentContext
+from roost.runtime._dispatch import BusDispatcher, Recorder, dispatch_request
+from roost.runtime._executor import AgentResolver, HistoryLoader
+from roost.runtime._runtimes import AgentRuntime
+from roost.stores._records import AgentRecord
+from roost.workflows._errors import to_application_error
+
+BEGIN_RUN = "roost.begin_run"
+SERVICE_CALL = "roost.service_call"
+EMIT = "roost.emit"
+STEP = "roost.step"
+INVOKE_PROCESS = "roost.invoke_process"
+FINISH_RUN = "roost.finish_run"
+
+
+class RunActivities:
+    """The activity implementations, bound to one process's bus, stores and runtimes."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        recorder: Recorder,
+        resolve_agent: AgentResolver,
+        load_history: HistoryLoader,
+        process_runtime: AgentRuntime,
+        *,
+        heartbeat_every_s: float = 2.0,
+    ) -> None:
+        self.bus = bus
+        self.recorder = recorder
+        self.resolve_agent = resolve_agent
+        self.load_history = load_history
+        self.process_runtime = process_runtime
+        self.heartbeat_every_s = heartbeat_every_s
+
+    def all(self) -> list[Any]:
+        """The activity callables to register with a Temporal worker."""
+        return [
+            self.begin_run,
+            self.service_call,
+            self.emit,
+            self.step,
+            self.invoke_process,
+            self.finish_run,
+        ]
+
+    @activity.defn(name=BEGIN_RUN)
+    async def begin_run(self, invocation: dict[str, Any]) -> dict[str, Any]:
+        """Record the invoke and load what the run needs: the agent and the branch history."""
+        with _failures():
+            inv = msgspec.convert(invocation, InvokeMessage)
+            await self.recorder.record(inv)
+            record = await self.resolve_agent(inv.agent)
+            parse_manifest(record.manifest, f"{record.path}/agent.toml")  # fail early if bad
+            history = await self.load_history(inv)
+            return {"agent": msgspec.to_builtins(record), "history": history}
+
+    @activity.defn(name=SERVICE_CALL)
+    async def service_call(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One platform service call: record, send over the bus, record the answer."""
+        with _failures():
+            req = msgspec.convert(request, RequestMessage)
+            async with self._heartbeats():
+                return await dispatch_request(self.bus, self.recorder, req)
+
+    @activity.defn(name=EMIT)
+    async def emit(self, event: dict[str, Any]) -> None:
+        """Publish a run event live and keep its durable copy in the session DAG."""
+        with _failures():
+            message = msgspec.convert(event, EventMessage)
+            await self.recorder.record(message)
+            await self.bus.publish(subjects.events(message.session), encode(message))
+
+    @activity.defn(name=STEP)
+    async def step(self, call: dict[str, Any]) -> Any:
+        """Run an agent's ``ctx.step`` function (``module:qualname``) once."""
+        with _failures():
+            fn = _resolve_function(call["fn"])
+            result = fn(*call.get("args", []), **call.get("kwargs", {}))
+            if inspect.isawaitable(result):
+                result = await result
+            return result
+
+    @activity.defn(name=INVOKE_PROCESS)
+    async def invoke_process(self, call: dict[str, Any]) -> dict[str, Any]:
+        """One invocation of a process-runtime agent (its own calls are recorded as usual)."""
+        with _failures():
+            inv = msgspec.convert(call["invocation"], InvokeMessage)
+            record = msgspec.convert(call["agent"], AgentRecord)
+            manifest = parse_manifest(record.manifest, f"{record.path}/agent.toml")
+            dispatcher = BusDispatcher(self.bus, self.recorder, inv)
+            ctx = AgentContext(
+                inv,
+                dispatcher,
+                chat_model=call.get("chat_model", ""),
+                embedding_model=call.get("embedding_model", ""),
+                history=[tuple(pair) for pair in call.get("history", [])],
+            )
+            async with self._heartbeats():
+                output = await self.process_runtime.run(ctx, record, manifest)
+            return {"output": output, "usage": msgspec.to_builtins(dispatcher.usage)}
+
+    @activity.defn(name=FINISH_RUN)
+    async def finish_run(self, complete: dict[str, Any]) -> None:
+        """Record the run's completion."""
+        with _failures():
+            await self.recorder.record(msgspec.convert(complete, CompleteMessage))
+
+    @contextlib.asynccontextmanager
+    async def _heartbeats(self) -> AsyncIterator[None]:
+        """Heartbeat while a long call runs, so a dead worker is noticed within the
+        heartbeat timeout rather than the call's whole timeout."""
+        if not activity.info().heartbeat_timeout:
+            yield
+            return
+
+        async def beat() -> None:
+            while True:
+                activity.heartbeat()
+                await asyncio.sleep(self.heartbeat_every_s)
+
+        task = asyncio.create_task(beat())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+@contextlib.contextmanager
+def _failures() -> Any:
+    try:
+        yield
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        raise to_application_error(exc) from exc
+
+
+def _resolve_function(ref: str) -> Any:
+    module_name, _, qualname = ref.partition(":")
+    module = sys.modules.get(module_name)
+    if module is None:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise InvalidRequestError(f"ctx.step: cannot import {module_name!r}: {exc}") from None
+    target: Any = module
+    for part in qualname.split("."):
+        target = getattr(target, part, None)
+        if target is None:
+            raise InvalidRequestError(f"ctx.step: {ref!r} does not exist")
+    return target
