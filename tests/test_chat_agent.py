@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import durable_settings
 from fakes.llm_server import FakeLLMServer
 from roost.config import Settings
 from roost.platform import Platform
@@ -20,9 +21,13 @@ def server() -> Iterator[FakeLLMServer]:
         yield s
 
 
-@pytest.fixture
-async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
-    settings = Settings(home=tmp_path / "home", workflows={"engine": "inprocess"})
+@pytest.fixture(params=["inprocess", pytest.param("temporal", marks=pytest.mark.temporal)])
+async def platform(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Platform]:
+    """The chat loop in-process, and durable (model and tool calls as activities)."""
+    if request.param == "inprocess":
+        settings = Settings(home=tmp_path / "home", workflows={"engine": "inprocess"})
+    else:
+        settings = durable_settings(tmp_path / "home", request.getfixturevalue("temporal_env"))
     async with await Platform.open(settings) as p:
         yield p
 

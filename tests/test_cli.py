@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -188,3 +189,116 @@ def test_readme_flow_on_the_embedded_model(roost: Roost) -> None:
     assert kinds[0] == "invoke" and kinds[-1] == "complete" and "request" in kinds
     usage = nodes[-1]["content"]["usage"]
     assert usage["completion_tokens"] > 0
+
+
+ASKER = """
+async def run(ctx, input):
+    colour = await ctx.ask("Which colour?")
+    await ctx.emit(f"got {colour}")
+    return f"{input} in {colour}"
+"""
+
+
+@pytest.mark.temporal
+def test_a_run_asks_and_resumes_after_run_answer(roost: Roost, tmp_path: Path) -> None:
+    agent = tmp_path / "asker"
+    agent.mkdir()
+    (agent / "agent.toml").write_text('name = "asker"\nruntime = "python"\nentry = "agent:run"\n')
+    (agent / "agent.py").write_text(textwrap.dedent(ASKER))
+    roost("agent", "deploy", str(agent))
+
+    running = subprocess.Popen(
+        [sys.executable, "-m", "roost", "agent", "run", "asker", "-p", "paint it"],
+        env=roost.env,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        run_id = ""
+        deadline = time.monotonic() + 60
+        while not run_id:
+            assert time.monotonic() < deadline, "the run never asked its question"
+            listed = roost("run", "list").stdout
+            if "waiting for an answer" in listed:
+                run_id = next(
+                    line.split("│")[1].strip() for line in listed.splitlines() if "waiting" in line
+                )
+            else:
+                time.sleep(0.2)
+        shown = roost("run", "get", run_id).stdout
+        assert "Which colour?" in shown and f"roost run answer {run_id}" in shown
+
+        assert f"answered {run_id}" in roost("run", "answer", run_id, "blue").stdout
+        out, err = running.communicate(timeout=60)
+    finally:
+        running.kill()
+    assert running.returncode == 0, err
+    assert out.strip() == "paint it in blue"
+    assert "Which colour?" in err and f"roost run answer {run_id}" in err
+
+    got = json.loads(roost("run", "get", run_id, "--json").stdout)
+    assert got["status"] == "completed" and got["output"] == "paint it in blue"
+    proc = roost("run", "answer", run_id, "red", ok=False)
+    assert proc.returncode == 1 and "not waiting for an answer" in proc.stderr
+    proc = roost("run", "get", "no-such-run", ok=False)
+    assert proc.returncode == 1 and "no run 'no-such-run'" in proc.stderr
+
+
+@pytest.mark.temporal
+def test_run_cancel(roost: Roost, tmp_path: Path) -> None:
+    agent = tmp_path / "slow"
+    agent.mkdir()
+    (agent / "agent.toml").write_text('name = "slow"\nruntime = "python"\nentry = "agent:run"\n')
+    (agent / "agent.py").write_text(
+        "import asyncio\nasync def run(ctx, input):\n    await asyncio.sleep(600)\n"
+    )
+    roost("agent", "deploy", str(agent))
+    running = subprocess.Popen(
+        [sys.executable, "-m", "roost", "agent", "run", "slow", "-p", "x"],
+        env=roost.env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while "running" not in (listed := roost("run", "list").stdout):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        run_id = next(
+            line.split("│")[1].strip() for line in listed.splitlines() if "running" in line
+        )
+        roost("run", "cancel", run_id)
+        _, err = running.communicate(timeout=60)
+    finally:
+        running.kill()
+    assert running.returncode == 1 and "the run was cancelled" in err
+    assert "cancelled" in roost("run", "get", run_id).stdout
+
+
+@pytest.mark.temporal
+def test_embedded_temporal_starts_once_and_stops(tmp_path: Path) -> None:
+    """No Temporal address configured: roost starts its own server and reuses it."""
+    roost = Roost(tmp_path / "home")
+    roost.env.pop("ROOST_WORKFLOWS__TEMPORAL_ADDRESS", None)
+    agent = tmp_path / "echo"
+    agent.mkdir()
+    (agent / "agent.toml").write_text('name = "echo"\nruntime = "python"\nentry = "agent:run"\n')
+    (agent / "agent.py").write_text("async def run(ctx, input):\n    return input\n")
+    try:
+        assert roost("temporal", "status", ok=False).returncode == 1
+        roost("agent", "deploy", str(agent))
+        status = roost("temporal", "status").stdout
+        assert "embedded Temporal at 127.0.0.1:" in status
+        assert roost("agent", "run", "echo", "-p", "hello").stdout.strip() == "hello"
+        assert roost("temporal", "status").stdout == status  # the same server, reused
+        assert "stopped" in roost("temporal", "stop").stdout
+        assert roost("temporal", "status", ok=False).returncode == 1
+        # runs survive a restart of the embedded server (its database lives in ROOST_HOME)
+        assert "completed" in roost("run", "list").stdout
+    finally:
+        roost("temporal", "stop", ok=False)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import functools
 import json
 import os
@@ -64,7 +63,7 @@ _T = TypeVar("_T")
 
 _LOG_LEVELS = ("debug", "info", "warn", "error", "never")
 _BIND_RETRIES = 3  # a port can be taken between choosing it and the server binding it
-_PROBE_TIMEOUT = 5.0  # one readiness probe: connect + two cheap RPCs
+_PROBE_TIMEOUT = 5.0  # one readiness probe: connect + two cheap RPCs (milliseconds, normally)
 _RPC_TIMEOUT = timedelta(seconds=2)
 _HOST = "127.0.0.1"  # the embedded server is for this machine only
 _LOG_ROTATE_BYTES = 10 * 1024 * 1024
@@ -104,9 +103,32 @@ async def _probe(address: str, namespace: str) -> bool:
 
 def _is_serving(host: str, port: int, namespace: str) -> bool:
     """Whether the Temporal frontend at ``host:port`` serves ``namespace`` to the SDK."""
-    if not port_accepts(host, port):  # cheap pre-check before spinning up a client
+    # Cheap pre-check first. It also keeps the SDK away from a port some other program holds
+    # silently: its connect would hang there for the whole probe timeout.
+    if not _speaks_http2(host, port):
         return False
     return _run_on_private_loop(_probe(f"{host}:{port}", namespace))
+
+
+# An HTTP/2 client connection preface followed by an empty SETTINGS frame (RFC 9113, 3.4).
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
+def _speaks_http2(host: str, port: int, *, timeout: float = 0.5) -> bool:
+    """Whether ``host:port`` answers an HTTP/2 preface with a SETTINGS frame, as gRPC does."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            sock.sendall(_HTTP2_PREFACE)
+            header = b""
+            while len(header) < 9:  # a frame header: length(3) type(1) flags(1) stream(4)
+                chunk = sock.recv(9 - len(header))
+                if not chunk:
+                    return False
+                header += chunk
+    except OSError:
+        return False
+    return header[3] == 0x4  # SETTINGS
 
 
 async def _register_namespace(address: str, namespace: str) -> None:
@@ -705,6 +727,8 @@ def _rotate_log(log: Path) -> None:
 @contextlib.contextmanager
 def _exclusive(lock_path: Path, *, timeout: float) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``lock_path`` (across threads and processes)."""
+    import fcntl  # POSIX only: imported here so the rest of roost.devservers imports anywhere
+
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with lock_path.open("a") as handle:  # each open() is its own lock owner, even per thread
         deadline = time.monotonic() + timeout
