@@ -14,7 +14,15 @@ from conftest import durable_settings
 from roost.agents import ManifestError
 from roost.config import Settings
 from roost.platform import Platform
-from roost.protocol import RequestMessage, ResponseMessage, decode, encode, subjects
+from roost.protocol import (
+    EventMessage,
+    RequestMessage,
+    ResponseMessage,
+    RoostError,
+    decode,
+    encode,
+    subjects,
+)
 from roost.runtime import InProcessExecutor
 
 COUNTER = """
@@ -243,3 +251,19 @@ async def test_redeploy_makes_a_new_version_with_new_code(
     assert (await platform.deploy(folder)).version == 2
     assert (await platform.run("v", None)).output == "two"
     assert [a.name for a in await platform.list_agents()] == ["v"]
+
+
+async def test_an_agent_asks_and_the_answer_resumes_it(platform: Platform, tmp_path: Path) -> None:
+    code = "async def run(ctx, input):\n    return 'hi ' + await ctx.ask('name?', timeout=20)\n"
+    await platform.deploy(make_agent(tmp_path, "asker", code))
+    answered = []
+
+    async def on_event(event: EventMessage) -> None:
+        if event.type == "question":  # what `roost agent run` does at a terminal
+            await platform.harness.answer(event.correlation_id, "Ada")
+            answered.append(event.data["question"])
+
+    result = await asyncio.wait_for(platform.run("asker", None, on_event=on_event), 30)
+    assert answered == ["name?"] and result.output == "hi Ada"
+    with pytest.raises(RoostError, match="not waiting for an answer"):
+        await platform.harness.answer(result.complete.correlation_id, "again")

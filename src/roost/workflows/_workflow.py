@@ -144,10 +144,11 @@ class WorkflowDispatcher:
         self.add_usage(result.get("usage"))
         return dict(result)
 
-    async def emit(self, type: EventType, data: dict[str, Any]) -> None:
+    async def emit(self, type: EventType, data: dict[str, Any], *, local: bool = True) -> None:
         event = EventMessage(**self._envelope(), type=type, agent=self.invocation.agent, data=data)
+        run = workflow.execute_local_activity if local else workflow.execute_activity
         try:
-            await workflow.execute_local_activity(
+            await run(
                 EMIT,
                 msgspec.to_builtins(event),
                 start_to_close_timeout=timedelta(seconds=10),
@@ -191,7 +192,9 @@ class WorkflowDispatcher:
     async def ask(self, question: str, timeout: float) -> str:
         self.pending.question = question
         workflow.upsert_memo({"question": question})
-        await self.emit("question", {"message": question, "question": question})
+        # a regular activity, not a local one: it runs only after the memo naming the question
+        # is committed, so whoever sees the event can answer at once
+        await self.emit("question", {"message": question, "question": question}, local=False)
         try:
             await workflow.wait_condition(lambda: bool(self.pending.answers), timeout=timeout)
         except TimeoutError:
