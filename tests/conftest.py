@@ -13,6 +13,7 @@ from roost.bus import Bus, MemoryBus
 from roost.bus._nats import NatsBus
 from roost.config import Settings
 from roost.devservers import NatsServer, TemporalServer
+from roost.platform import Platform
 
 
 @pytest.fixture(scope="session")
@@ -59,3 +60,15 @@ def durable_settings(home: Path, env: dict[str, str], **overrides: object) -> Se
         **overrides,
     }
     return Settings(home=home, workflows=workflows)
+
+
+@pytest.fixture(params=["inprocess", pytest.param("temporal", marks=pytest.mark.temporal)])
+async def platform(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Platform]:
+    """A local platform with each executor, so a test shows the same behaviour in-process
+    and durable (calls as Temporal activities)."""
+    if request.param == "inprocess":
+        settings = Settings(home=tmp_path / "home", workflows={"engine": "inprocess"})
+    else:
+        settings = durable_settings(tmp_path / "home", request.getfixturevalue("temporal_env"))
+    async with await Platform.open(settings) as p:
+        yield p

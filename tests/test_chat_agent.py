@@ -4,14 +4,12 @@ OpenAI / Ollama wire formats (the remote model is the only thing faked)."""
 from __future__ import annotations
 
 import textwrap
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import durable_settings
 from fakes.llm_server import FakeLLMServer
-from roost.config import Settings
 from roost.platform import Platform
 
 
@@ -19,17 +17,6 @@ from roost.platform import Platform
 def server() -> Iterator[FakeLLMServer]:
     with FakeLLMServer() as s:
         yield s
-
-
-@pytest.fixture(params=["inprocess", pytest.param("temporal", marks=pytest.mark.temporal)])
-async def platform(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Platform]:
-    """The chat loop in-process, and durable (model and tool calls as activities)."""
-    if request.param == "inprocess":
-        settings = Settings(home=tmp_path / "home", workflows={"engine": "inprocess"})
-    else:
-        settings = durable_settings(tmp_path / "home", request.getfixturevalue("temporal_env"))
-    async with await Platform.open(settings) as p:
-        yield p
 
 
 def chat_agent(root: Path, model: str, max_turns: int = 0) -> Path:

@@ -5,14 +5,11 @@ from __future__ import annotations
 import asyncio
 import textwrap
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from conftest import durable_settings
 from roost.agents import ManifestError
-from roost.config import Settings
 from roost.platform import Platform
 from roost.protocol import (
     EventMessage,
@@ -44,17 +41,6 @@ def make_agent(
     )
     (folder / "agent.py").write_text(textwrap.dedent(code))
     return folder
-
-
-@pytest.fixture(params=["inprocess", pytest.param("temporal", marks=pytest.mark.temporal)])
-async def platform(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Platform]:
-    """The platform with each executor: the same behaviour, in-process and durable."""
-    if request.param == "inprocess":
-        settings = Settings(home=tmp_path / "home", workflows={"engine": "inprocess"})
-    else:
-        settings = durable_settings(tmp_path / "home", request.getfixturevalue("temporal_env"))
-    async with await Platform.open(settings) as p:
-        yield p
 
 
 async def test_runs_are_recorded_in_order(platform: Platform, tmp_path: Path) -> None:

@@ -91,17 +91,11 @@ class Harness:
         defaults to the session's main branch. ``run_id`` makes the start idempotent: a run
         with that id that already exists is not started again.
         """
-        if run_id is not None:
-            with contextlib.suppress(NotFoundError):
-                known = await self.executor.get_run(run_id)
-                sess = await self.state.get_session(known.session)
-                return sess, InvokeMessage(
-                    id=run_id, agent=known.agent, session=sess.id, branch=known.branch
-                )
-        if session:
-            sess = await self.state.get_session(session)
-        else:
-            sess = await self.state.create_session(agent)
+        sess, known = await self._session_for(agent, session, run_id)
+        if known is not None:
+            return sess, InvokeMessage(
+                id=known.id, agent=known.agent, session=sess.id, branch=known.branch
+            )
         invocation = InvokeMessage(
             session=sess.id,
             branch=branch or sess.main_branch,
@@ -142,20 +136,13 @@ class Harness:
     ) -> RunResult:
         """Run ``agent`` on ``input`` to completion (see :meth:`start`). ``on_event``
         receives the run's live events (progress, steps, questions, tokens)."""
-        if run_id is not None:
-            with contextlib.suppress(NotFoundError):
-                session = (await self.executor.get_run(run_id)).session
-        if session:
-            sess = await self.state.get_session(session)
-            session = sess.id
-        else:
-            sess = await self.state.create_session(agent)
-            session = sess.id
-        async with self._events(session, run_id or "", on_event):
+        # the session first: its events are subscribed to before the run can emit any
+        sess, _ = await self._session_for(agent, session, run_id)
+        async with self._events(sess.id, run_id or "", on_event):
             sess, invocation = await self.start(
                 agent,
                 input,
-                session=session,
+                session=sess.id,
                 branch=branch,
                 timeout_s=timeout_s,
                 metadata=metadata,
@@ -165,6 +152,18 @@ class Harness:
             # the run enforces its own timeout; this wait only guards against a lost run
             complete = await self.executor.wait(invocation.id, invocation.timeout_s + 60)
         return RunResult(session=sess, branch=invocation.branch, complete=complete)
+
+    async def _session_for(
+        self, agent: str, session: str | None, run_id: str | None
+    ) -> tuple[Session, RunInfo | None]:
+        """The session a run belongs in, and the run itself if ``run_id`` already exists."""
+        if run_id is not None:
+            with contextlib.suppress(NotFoundError):
+                known = await self.executor.get_run(run_id)
+                return await self.state.get_session(known.session), known
+        if session:
+            return await self.state.get_session(session), None
+        return await self.state.create_session(agent), None
 
     async def cancel(self, run_id: str) -> None:
         await self.executor.cancel(run_id)
