@@ -291,10 +291,12 @@ def test_embedded_temporal_starts_once_and_stops(tmp_path: Path) -> None:
     (agent / "agent.py").write_text("async def run(ctx, input):\n    return input\n")
     try:
         assert roost("temporal", "status", ok=False).returncode == 1
-        roost("agent", "deploy", str(agent))
+        roost("agent", "deploy", str(agent))  # commands that need no runs do not start it
+        assert roost("temporal", "status", ok=False).returncode == 1
+        assert roost("agent", "run", "echo", "-p", "hello").stdout.strip() == "hello"
         status = roost("temporal", "status").stdout
         assert "embedded Temporal at 127.0.0.1:" in status
-        assert roost("agent", "run", "echo", "-p", "hello").stdout.strip() == "hello"
+        assert roost("agent", "run", "echo", "-p", "again").stdout.strip() == "again"
         assert roost("temporal", "status").stdout == status  # the same server, reused
         assert "stopped" in roost("temporal", "stop").stdout
         assert roost("temporal", "status", ok=False).returncode == 1

@@ -66,21 +66,25 @@ async def with_platform(
     *,
     services: bool = False,
     worker: bool = False,
+    runs: bool = False,
     status: str = "",
 ) -> T:
     """Open the platform from settings, run ``work(platform)``, close it.
 
     ``worker``: this process also executes durable runs (``agent run``, ``roost worker``);
-    other commands only start, inspect or steer them.
+    ``runs``: the command starts, inspects or steers runs (connects to Temporal); the
+    others do not need it and stay fast.
     """
     from roost.platform import Platform
 
     config = settings()
     if status:
         with err_console.status(status, spinner="dots"):
-            platform = await Platform.open(config, start_services=services, worker=worker)
+            platform = await Platform.open(
+                config, start_services=services, worker=worker, runs=runs
+            )
     else:
-        platform = await Platform.open(config, start_services=services, worker=worker)
+        platform = await Platform.open(config, start_services=services, worker=worker, runs=runs)
     try:
         return await work(platform)
     finally:

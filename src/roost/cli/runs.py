@@ -54,7 +54,7 @@ async def list_runs(limit: int = typer.Option(20, help="How many runs, newest fi
             )
         console.print(table)
 
-    await with_platform(work)
+    await with_platform(work, runs=True)
 
 
 @app.command("get")
@@ -102,7 +102,7 @@ async def get_run(
             elif complete.error is not None:
                 console.print(f"[red]error:[/] {complete.error.message}", highlight=False)
 
-    await with_platform(work, worker=wait)
+    await with_platform(work, worker=wait, runs=True)
 
 
 @app.command("cancel")
@@ -114,7 +114,7 @@ async def cancel_run(run: str = typer.Argument(..., help="Run id.")) -> None:
         await platform.harness.cancel(run)
         console.print(f"cancelling {run}")
 
-    await with_platform(work)
+    await with_platform(work, runs=True)
 
 
 @app.command("answer")
@@ -129,4 +129,4 @@ async def answer_run(
         await platform.harness.answer(run, text)
         console.print(f"answered {run}")
 
-    await with_platform(work)
+    await with_platform(work, runs=True)

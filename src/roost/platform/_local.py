@@ -105,7 +105,12 @@ class Platform:
 
     @classmethod
     async def open(
-        cls, settings: Settings, *, start_services: bool = True, worker: bool = True
+        cls,
+        settings: Settings,
+        *,
+        start_services: bool = True,
+        worker: bool = True,
+        runs: bool = True,
     ) -> Platform:
         """Open stores (migrating them), connect the bus and, if asked, start the services.
 
@@ -113,7 +118,8 @@ class Platform:
         with NATS they start only if asked (``roostd`` serves them to other processes).
         With durable runs (``[workflows] engine = "temporal"``) this connects to Temporal
         (starting the embedded server if no address is configured) and, with ``worker``,
-        executes runs in this process too.
+        executes runs in this process too. ``runs=False`` skips Temporal altogether, for
+        processes that never start or inspect runs (the CLI's registry and session commands).
         """
         settings.home.mkdir(parents=True, exist_ok=True)
         stores = await open_stores(settings.database_url, settings.home)
@@ -126,7 +132,7 @@ class Platform:
             raise
         platform = cls(settings, stores, bus, EngineSet(threads=settings.inference.threads))
         try:
-            if settings.workflows.engine == "temporal":
+            if settings.workflows.engine == "temporal" and (runs or worker):
                 await platform._use_temporal(worker=worker)
             if start_services or settings.bus.backend == "memory":
                 await platform.start_services()
