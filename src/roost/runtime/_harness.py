@@ -92,8 +92,25 @@ class Harness:
         with that id that already exists is not started again.
         """
         sess, known = await self._session_for(agent, session, run_id)
+        invocation = await self._start_in(
+            sess, known, agent, input, branch, timeout_s, metadata, trace, run_id
+        )
+        return sess, invocation
+
+    async def _start_in(
+        self,
+        sess: Session,
+        known: RunInfo | None,
+        agent: str,
+        input: Any,
+        branch: str | None,
+        timeout_s: float | None,
+        metadata: dict[str, Any] | None,
+        trace: TraceContext | None,
+        run_id: str | None,
+    ) -> InvokeMessage:
         if known is not None:
-            return sess, InvokeMessage(
+            return InvokeMessage(
                 id=known.id, agent=known.agent, session=sess.id, branch=known.branch
             )
         invocation = InvokeMessage(
@@ -107,7 +124,7 @@ class Harness:
             id=run_id or new_id(),
         )
         await self.executor.start(invocation)
-        return sess, invocation
+        return invocation
 
     async def wait(
         self,
@@ -137,17 +154,10 @@ class Harness:
         """Run ``agent`` on ``input`` to completion (see :meth:`start`). ``on_event``
         receives the run's live events (progress, steps, questions, tokens)."""
         # the session first: its events are subscribed to before the run can emit any
-        sess, _ = await self._session_for(agent, session, run_id)
+        sess, known = await self._session_for(agent, session, run_id)
         async with self._events(sess.id, run_id or "", on_event):
-            sess, invocation = await self.start(
-                agent,
-                input,
-                session=sess.id,
-                branch=branch,
-                timeout_s=timeout_s,
-                metadata=metadata,
-                trace=trace,
-                run_id=run_id,
+            invocation = await self._start_in(
+                sess, known, agent, input, branch, timeout_s, metadata, trace, run_id
             )
             # the run enforces its own timeout; this wait only guards against a lost run
             complete = await self.executor.wait(invocation.id, invocation.timeout_s + 60)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 import msgspec
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, CursorResult, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from roost.protocol import InvalidRequestError, NotFoundError, new_id
@@ -81,6 +81,41 @@ def _branch(row: BranchRow) -> Branch:
         head=row.head,
         created_from=row.created_from,
         created_at=row.created_at,
+    )
+
+
+_NODES: Table = NodeRow.__table__  # type: ignore[assignment]
+_SESSION_BY_ID = select(SessionRow.id, SessionRow.name).where(SessionRow.id == bindparam("ref"))
+_SESSION_BY_NAME = select(SessionRow.id, SessionRow.name).where(SessionRow.name == bindparam("ref"))
+_NODE_BY_MESSAGE = select(_NODES).where(
+    _NODES.c.session_id == bindparam("sid"),
+    _NODES.c.message_id == bindparam("mid"),
+    _NODES.c.kind == bindparam("kind"),
+)
+_NODE_BY_ID = select(_NODES).where(_NODES.c.id == bindparam("nid"))
+_BRANCH_HEAD = select(BranchRow.head).where(
+    BranchRow.session_id == bindparam("sid"), BranchRow.name == bindparam("branch")
+)
+_INSERT_NODE = insert(_NODES)
+_TOUCH_SESSION = (
+    update(SessionRow)
+    .where(SessionRow.id == bindparam("sid"))
+    .values(updated_at=bindparam("now"))
+    .execution_options(synchronize_session=False)
+)
+
+
+def _node_of(row: Any) -> Node:
+    """A :class:`Node` from a Core row mapping of the nodes table."""
+    return Node(
+        id=row["id"],
+        session=row["session_id"],
+        branch=row["branch"],
+        parent=row["parent"],
+        kind=cast(NodeKind, row["kind"]),
+        content=row["content"],
+        created_at=row["created_at"],
+        seq=row["seq"],
     )
 
 
@@ -207,45 +242,57 @@ class SqlStateStore:
     def _append(self, session: str, branch: str, kind: str, content: dict[str, Any]) -> Node:
         message_id = content.get("id") if isinstance(content.get("id"), str) else None
 
+        # Prepared Core statements, not ORM objects: appends are the hottest write of every
+        # run (one per recorded message), and building ORM statements doubled their cost.
         def work(s: DbSession) -> Node:
-            sess = _session_row(s, session)
+            sess = (
+                s.execute(_SESSION_BY_ID, {"ref": session}).first()
+                or s.execute(_SESSION_BY_NAME, {"ref": session}).first()
+            )
+            if sess is None:
+                raise NotFoundError(
+                    f"unknown session {session!r} (neither a session id nor a session name)"
+                )
+            sid = sess.id
             if message_id:
-                recorded = s.scalars(
-                    select(NodeRow).where(
-                        NodeRow.session_id == sess.id,
-                        NodeRow.message_id == message_id,
-                        NodeRow.kind == kind,
-                    )
+                recorded = s.execute(
+                    _NODE_BY_MESSAGE, {"sid": sid, "mid": message_id, "kind": kind}
                 ).first()
                 if recorded is not None:  # the same message recorded again: idempotent
-                    return _node(recorded)
-            parent = _branch_row(s, sess, branch).head
-            nid = node_id(sess.id, parent, kind, content)
+                    return _node_of(recorded._mapping)
+            head = s.execute(_BRANCH_HEAD, {"sid": sid, "branch": branch}).first()
+            if head is None:
+                _branch_row(s, _session_row(s, sid), branch)  # raises, naming the branches
+            parent = head.head if head is not None else None
+            nid = node_id(sid, parent, kind, content)
             now = time.time()
-            row = s.scalars(select(NodeRow).where(NodeRow.id == nid)).first()
-            if row is None:  # the same content under the same parent is the same node
-                row = NodeRow(
-                    id=nid,
-                    session_id=sess.id,
-                    branch=branch,
-                    parent=parent,
-                    kind=kind,
-                    content=content,
-                    created_at=now,
-                    message_id=message_id,
-                )
-                s.add(row)
-                s.flush()  # assigns seq
+            row = s.execute(_NODE_BY_ID, {"nid": nid}).first()
+            if row is not None:  # the same content under the same parent is the same node
+                node = _node_of(row._mapping)
+            else:
+                values = {
+                    "id": nid,
+                    "session_id": sid,
+                    "branch": branch,
+                    "parent": parent,
+                    "kind": kind,
+                    "content": content,
+                    "created_at": now,
+                    "message_id": message_id,
+                }
+                inserted = cast(CursorResult[Any], s.execute(_INSERT_NODE, values))
+                (seq,) = inserted.inserted_primary_key or (None,)
+                node = _node_of({**values, "seq": seq})
             moved = s.execute(
                 update(BranchRow)
-                .where(BranchRow.session_id == sess.id, BranchRow.name == branch, _head_is(parent))
+                .where(BranchRow.session_id == sid, BranchRow.name == branch, _head_is(parent))
                 .values(head=nid)
                 .execution_options(synchronize_session=False)
             )
             if rowcount(moved) != 1:
                 raise Conflict(f"head of {sess.name}/{branch} moved")
-            sess.updated_at = now
-            return _node(row)
+            s.execute(_TOUCH_SESSION, {"sid": sid, "now": now})
+            return node
 
         return self._db.transact(work, what=f"append to branch {branch!r}")
 

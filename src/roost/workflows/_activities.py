@@ -146,9 +146,9 @@ class RunActivities:
             return
 
         async def beat() -> None:
-            while True:
-                activity.heartbeat()
+            while True:  # a call shorter than one interval sends none
                 await asyncio.sleep(self.heartbeat_every_s)
+                activity.heartbeat()
 
         task = asyncio.create_task(beat())
         try:
