@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import nats
+from _machine import cpu_model
 
 from roost.bus import Bus, MemoryBus
 from roost.bus._nats import NatsBus
@@ -174,17 +175,6 @@ async def raw_nats(url: str, payload: bytes) -> AsyncIterator[Call]:
 
 
 # --- report ------------------------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def print_table(results: list[Result]) -> None:

@@ -43,6 +43,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from _machine import cpu_model
 from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -194,17 +195,6 @@ async def interleaved(paths: list[Measured], rounds: int, step: Callable[[Measur
 
 
 # --- report ------------------------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 @dataclass
