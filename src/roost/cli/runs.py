@@ -39,7 +39,13 @@ async def list_runs(limit: int = typer.Option(20, help="How many runs, newest fi
     """List runs, newest first."""
 
     async def work(platform: Any) -> None:
-        table = Table("run", "agent", "session", "status", "started", "ended")
+        table = Table()
+        table.add_column("run", no_wrap=True)  # what `run get|answer|cancel` take
+        table.add_column("agent")
+        table.add_column("session", no_wrap=True)
+        table.add_column("status")
+        table.add_column("started")
+        table.add_column("ended")
         for info in await platform.harness.list_runs(limit=limit):
             session = info.session
             with contextlib.suppress(RoostError):  # a session deleted since: show its id

@@ -53,7 +53,13 @@ async def list_sessions(
     """List sessions, newest first."""
 
     async def work(platform: Any) -> None:
-        table = Table("name", "agent", "main branch", "created", "id")
+        table = Table()
+        # names are what users type next: never cut them; the long id folds instead
+        table.add_column("name", no_wrap=True)
+        table.add_column("agent")
+        table.add_column("main branch")
+        table.add_column("created", no_wrap=True)
+        table.add_column("id", overflow="fold")
         for session in await platform.list_sessions(agent=agent, limit=limit):
             table.add_row(
                 session.name,
