@@ -253,3 +253,43 @@ async def test_an_agent_asks_and_the_answer_resumes_it(platform: Platform, tmp_p
     assert answered == ["name?"] and result.output == "hi Ada"
     with pytest.raises(RoostError, match="not waiting for an answer"):
         await platform.harness.answer(result.complete.correlation_id, "again")
+
+
+async def test_a_run_keeps_the_tools_of_the_version_it_started_with(
+    platform: Platform, tmp_path: Path
+) -> None:
+    code = (
+        "async def run(ctx, input):\n"
+        "    first = await ctx.tool('which')\n"
+        "    await ctx.ask('go on?', timeout=20)\n"
+        "    return [first, await ctx.tool('which')]\n"
+    )
+    folder = make_agent(
+        tmp_path,
+        "pinned",
+        code,
+        '[[tools]]\nname = "which"\nentry = "agent:which"\n',
+        services=("tool",),
+    )
+    with (folder / "agent.py").open("a") as f:
+        f.write("def which() -> str:\n    return 'one'\n")
+    await platform.deploy(folder)
+
+    async def on_event(event: EventMessage) -> None:
+        if event.type == "question":  # redeploy while the run waits, then let it go on
+            (folder / "agent.py").write_text(
+                (folder / "agent.py").read_text().replace("'one'", "'two'")
+            )
+            await platform.deploy(folder)
+            await platform.harness.answer(event.correlation_id, "yes")
+
+    result = await asyncio.wait_for(platform.run("pinned", None, on_event=on_event), 30)
+    assert result.output == ["one", "one"]  # not the redeployed tool, mid-run
+    assert (await platform.get_agent("pinned")).version == 2
+
+    async def go_on(event: EventMessage) -> None:
+        if event.type == "question":
+            await platform.harness.answer(event.correlation_id, "yes")
+
+    result = await asyncio.wait_for(platform.run("pinned", None, on_event=go_on), 30)
+    assert result.output == ["two", "two"]  # a new run uses the new version

@@ -332,9 +332,19 @@ class Platform:
         await self.get_agent(name)
         await self.stores.registry.delete_agent(name)
 
-    async def agent_tools(self, agent: str) -> dict[str, Tool]:
-        """The tools ``agent`` declares, loaded from built-ins and its deployed folder."""
-        record = await self.get_agent(agent)
+    async def agent_tools(self, agent: str, version: int = 0) -> dict[str, Tool]:
+        """The tools ``agent`` (deployed ``version``; 0: the latest) declares, loaded from
+        built-ins and its deployed folder. A version's tools never change: they are cached."""
+        cached = self._tool_cache.get((agent, version)) if version else None
+        if cached is not None:
+            return cached
+        if version:
+            found = await self.stores.registry.get_agent(agent, version)
+            if found is None:
+                raise NotFoundError(f"agent {agent!r} has no deployed version {version}")
+            record = found
+        else:
+            record = await self.get_agent(agent)
         cached = self._tool_cache.get((record.name, record.version))
         if cached is not None:
             return cached

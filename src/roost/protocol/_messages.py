@@ -78,6 +78,9 @@ class RequestMessage(Message, tag="request", frozen=True):
     op: str
     body: dict[str, Any] = {}
     agent: str = ""
+    agent_version: int = 0
+    """The deployed version of ``agent`` the run uses (0: the latest), so services that
+    depend on the agent's files (tools) serve the version the run started with."""
     timeout_s: float = 30.0
 
 

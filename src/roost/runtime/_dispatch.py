@@ -112,10 +112,13 @@ async def dispatch_request(bus: Bus, recorder: Recorder, request: RequestMessage
 class BusDispatcher:
     """Records each request, sends it over the bus, records the response, returns its body."""
 
-    def __init__(self, bus: Bus, recorder: Recorder, invocation: InvokeMessage) -> None:
+    def __init__(
+        self, bus: Bus, recorder: Recorder, invocation: InvokeMessage, agent_version: int = 0
+    ) -> None:
         self.bus = bus
         self.recorder = recorder
         self.invocation = invocation
+        self.agent_version = agent_version
         self._usage = Usage()
         self._random = random.Random()
 
@@ -136,6 +139,7 @@ class BusDispatcher:
             op=op,
             body=body,
             agent=inv.agent,
+            agent_version=self.agent_version,
             timeout_s=timeout,
         )
         body = await dispatch_request(self.bus, self.recorder, request)

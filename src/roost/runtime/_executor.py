@@ -190,6 +190,7 @@ class InProcessExecutor:
         try:
             record = await self.resolve_agent(invocation.agent)
             manifest = parse_manifest(record.manifest, f"{record.path}/agent.toml")
+            dispatcher.agent_version = record.version
             ctx = await self._context(invocation, dispatcher, manifest)
             output, error = await run_agent(self.runtimes, ctx, record, manifest)
         except RoostError as exc:

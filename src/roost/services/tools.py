@@ -23,8 +23,8 @@ from roost.tools import Tool
 
 log = logging.getLogger("roost.services.tools")
 
-# agent name -> its tools by name (the service caches nothing: agents may be redeployed)
-ToolResolver = Callable[[str], Awaitable[dict[str, Tool]]]
+# (agent name, deployed version or 0 for the latest) -> its tools by name
+ToolResolver = Callable[[str, int], Awaitable[dict[str, Tool]]]
 
 
 class ToolService(ServiceWorker):
@@ -46,7 +46,7 @@ class ToolService(ServiceWorker):
     async def _tools(self, request: RequestMessage) -> dict[str, Tool]:
         if not request.agent:
             raise InvalidRequestError("tool requests must name the calling agent")
-        return await self.resolve_tools(request.agent)
+        return await self.resolve_tools(request.agent, request.agent_version)
 
     async def op_specs(self, request: RequestMessage) -> dict[str, Any]:
         tools = await self._tools(request)

@@ -119,7 +119,7 @@ class RunActivities:
             inv = msgspec.convert(call["invocation"], InvokeMessage)
             record = msgspec.convert(call["agent"], AgentRecord)
             manifest = parse_manifest(record.manifest, f"{record.path}/agent.toml")
-            dispatcher = BusDispatcher(self.bus, self.recorder, inv)
+            dispatcher = BusDispatcher(self.bus, self.recorder, inv, record.version)
             ctx = AgentContext(
                 inv,
                 dispatcher,

@@ -90,6 +90,7 @@ class WorkflowDispatcher:
         self.invocation = invocation
         self.options = options
         self.pending = pending
+        self.agent_version = 0  # set once the run has resolved its agent
         self._usage = Usage()
 
     @property
@@ -121,6 +122,7 @@ class WorkflowDispatcher:
             op=op,
             body=body,
             agent=self.invocation.agent,
+            agent_version=self.agent_version,
             timeout_s=timeout,
         )
         arg = msgspec.to_builtins(request)
@@ -265,6 +267,7 @@ class AgentRunWorkflow:
             )
             record = msgspec.convert(begun["agent"], AgentRecord)
             manifest = parse_manifest(record.manifest, f"{record.path}/agent.toml")
+            dispatcher.agent_version = record.version
             ctx = AgentContext(
                 inv,
                 dispatcher,
