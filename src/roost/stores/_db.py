@@ -17,8 +17,16 @@ SQLite specifics live here and nowhere else in the relational stores:
   for each other (busy timeout) instead of failing on a lock upgrade. This also makes DDL
   transactional, so migrations are all-or-nothing.
 
-Writes that must not lose updates (a branch head, a KV ref) are compare-and-swap updates
-retried by :meth:`Database.transact`, which is what keeps them correct on Postgres too.
+Postgres (driver ``psycopg`` 3, ``postgresql+psycopg://...``) has no single-writer lock, so:
+
+* writes run at ``READ COMMITTED``; everything that must not lose an update (a branch head, a
+  KV ref) is a compare-and-swap ``UPDATE ... WHERE head = <old>``, which Postgres re-checks
+  after waiting for a concurrent writer of the row: the loser matches no row, raises
+  :class:`Conflict` and :meth:`Database.transact` retries it from scratch, as it retries a
+  lost uniqueness race (``IntegrityError``), a serialization failure or a deadlock;
+* reads run at ``REPEATABLE READ READ ONLY``: one snapshot for the whole read, like SQLite's
+  deferred ``BEGIN`` in WAL mode (read-only snapshots never fail to serialize);
+* concurrent migrations are serialized by a transaction-scoped advisory lock.
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar,
 import msgspec
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, CursorResult, Result, make_url
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -62,6 +70,8 @@ _WRITE_OPTION = "roost_write"
 _CAS_ATTEMPTS = 25
 _INTEGRITY_ATTEMPTS = 3
 _PG_MIGRATION_LOCK = 0x726F6F7374  # "roost": serializes concurrent migrations on Postgres
+# SQLSTATEs of transactions Postgres aborted because of concurrent ones: retried from scratch
+_PG_RETRYABLE = {"40001": "serialization failure", "40P01": "deadlock"}
 
 
 class Conflict(Exception):
@@ -121,7 +131,12 @@ class Database:
         self.dialect = self.url.get_backend_name()
         self.engine, workers = _create_engine(self.url, workers)
         self._write_engine = self.engine.execution_options(**{_WRITE_OPTION: True})
-        self._reader = sessionmaker(self.engine, expire_on_commit=False)
+        read_engine = self.engine
+        if self.dialect == "postgresql":
+            read_engine = self.engine.execution_options(
+                isolation_level="REPEATABLE READ", postgresql_readonly=True
+            )
+        self._reader = sessionmaker(read_engine, expire_on_commit=False)
         self._writer = sessionmaker(self._write_engine, expire_on_commit=False)
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="roost-db")
         self._closed = False
@@ -149,8 +164,9 @@ class Database:
 
     def transact(self, work: Callable[[Session], T], *, what: str = "write") -> T:
         """Run ``work`` in a write transaction, retrying it from scratch when it raises
-        :class:`Conflict` or hits a uniqueness race (``IntegrityError``). ``work`` must
-        check its preconditions itself, so a retried duplicate becomes a proper error."""
+        :class:`Conflict` or hits a uniqueness race (``IntegrityError``), and on Postgres
+        when it is aborted as a serialization failure or a deadlock. ``work`` must check
+        its preconditions itself, so a retried duplicate becomes a proper error."""
         integrity_errors = 0
         for attempt in range(_CAS_ATTEMPTS):
             try:
@@ -163,6 +179,11 @@ class Database:
                     raise
             except Conflict as exc:
                 log.debug("%s: retrying after %s (attempt %d)", what, exc, attempt + 1)
+            except DBAPIError as exc:
+                reason = _PG_RETRYABLE.get(getattr(exc.orig, "sqlstate", None) or "")
+                if reason is None:
+                    raise
+                log.debug("%s: retrying after a %s (attempt %d)", what, reason, attempt + 1)
             time.sleep(random.uniform(0, min(0.002 * 2**attempt, 0.1)))
         raise ServiceUnavailableError(
             f"{what}: gave up after {_CAS_ATTEMPTS} attempts lost races with other writers"

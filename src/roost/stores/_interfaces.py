@@ -23,6 +23,7 @@ from roost.stores._records import (
     Node,
     NodeKind,
     Session,
+    WorkerRecord,
 )
 
 
@@ -89,6 +90,48 @@ class RegistryStore(Protocol):
 
     async def remove_capability(self, service: str) -> None:
         """Forget ``service`` (no error if unknown)."""
+        ...
+
+    async def put_agent_bundle(self, name: str, version: int, bundle: bytes) -> str:
+        """Store the files of a deployed version (a gzipped tar of its folder), so workers
+        on any node can materialize it; returns the bundle's sha256 (hex)."""
+        ...
+
+    async def get_agent_bundle(self, name: str, version: int) -> bytes | None:
+        """The bundle of a deployed version, or ``None`` if none was stored."""
+        ...
+
+    async def register_worker(
+        self,
+        worker_id: str,
+        *,
+        node: str,
+        role: str,
+        pid: int,
+        address: str = "",
+        capabilities: dict[str, Any] | None = None,
+    ) -> WorkerRecord:
+        """Record (or refresh) a worker; its heartbeat is now."""
+        ...
+
+    async def heartbeat_worker(
+        self, worker_id: str, capabilities: dict[str, Any] | None = None
+    ) -> bool:
+        """Refresh a worker's heartbeat (and its capabilities, if given). ``False`` if the
+        worker is unknown (expired or never registered): it should register again."""
+        ...
+
+    async def list_workers(self, *, live_within_s: float | None = None) -> list[WorkerRecord]:
+        """Registered workers (only those heard from within ``live_within_s``, if given),
+        by node, role and id."""
+        ...
+
+    async def remove_worker(self, worker_id: str) -> None:
+        """Forget a worker (no error if unknown): a clean shutdown says goodbye."""
+        ...
+
+    async def expire_workers(self, older_than_s: float) -> int:
+        """Forget workers not heard from for ``older_than_s`` seconds; returns how many."""
         ...
 
 

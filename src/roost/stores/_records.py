@@ -55,6 +55,23 @@ class Capability:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerRecord:
+    """A live (or lately live) worker process of a deployment, as registered with the
+    registry. ``capabilities`` says what it serves: ``{"services": ["infer"], "engines":
+    ["llama-cpp"], ...}``. A worker whose ``heartbeat_at`` is older than the registry's TTL
+    counts as dead."""
+
+    id: str
+    node: str
+    role: str
+    pid: int
+    address: str
+    capabilities: dict[str, Any]
+    started_at: float
+    heartbeat_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class Session:
     """A conversation of one agent: a DAG of recorded messages with named branches.
 

@@ -1,4 +1,5 @@
-"""The registry on SQL: deployed agents (versioned), models, capabilities."""
+"""The registry on SQL: deployed agents (versioned) and their files, models, capabilities,
+and the workers of a deployment with their heartbeats."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session as DbSession
 
 from roost.protocol import InvalidRequestError, NotFoundError
-from roost.stores._db import Database
-from roost.stores._records import AgentRecord, Capability, ModelRecord
-from roost.stores._schema import AgentRow, CapabilityRow, ModelRow
+from roost.stores._db import Database, sha256_hex
+from roost.stores._records import AgentRecord, Capability, ModelRecord, WorkerRecord
+from roost.stores._schema import AgentBundleRow, AgentRow, CapabilityRow, ModelRow, WorkerRow
 
 
 def _agent(row: AgentRow) -> AgentRecord:
@@ -39,6 +40,19 @@ def _model(row: ModelRow) -> ModelRecord:
 
 def _capability(row: CapabilityRow) -> Capability:
     return Capability(service=row.service, details=row.details, updated_at=row.updated_at)
+
+
+def _worker(row: WorkerRow) -> WorkerRecord:
+    return WorkerRecord(
+        id=row.id,
+        node=row.node,
+        role=row.role,
+        pid=row.pid,
+        address=row.address,
+        capabilities=row.capabilities,
+        started_at=row.started_at,
+        heartbeat_at=row.heartbeat_at,
+    )
 
 
 def _require_name(what: str, name: str) -> None:
@@ -238,6 +252,96 @@ class SqlRegistryStore:
             s.execute(delete(CapabilityRow).where(CapabilityRow.service == service))
 
         await self._db.writing(work, what=f"remove capability {service!r}")
+
+    # --- agent bundles -----------------------------------------------------------------
+
+    async def put_agent_bundle(self, name: str, version: int, bundle: bytes) -> str:
+        digest = sha256_hex(bundle)
+
+        def work(s: DbSession) -> str:
+            if s.get(AgentRow, (name, version)) is None:
+                raise NotFoundError(f"agent {name!r} has no deployed version {version}")
+            row = s.get(AgentBundleRow, (name, version))
+            if row is None:
+                row = AgentBundleRow(name=name, version=version)
+                s.add(row)
+            row.digest, row.data, row.size = digest, bundle, len(bundle)
+            return digest
+
+        return await self._db.writing(work, what=f"store the files of {name} v{version}")
+
+    async def get_agent_bundle(self, name: str, version: int) -> bytes | None:
+        return await self._db.run(self._get_bundle, name, version)
+
+    def _get_bundle(self, name: str, version: int) -> bytes | None:
+        with self._db.read() as s:
+            row = s.get(AgentBundleRow, (name, version))
+            return bytes(row.data) if row is not None else None
+
+    # --- workers -----------------------------------------------------------------------
+
+    async def register_worker(
+        self,
+        worker_id: str,
+        *,
+        node: str,
+        role: str,
+        pid: int,
+        address: str = "",
+        capabilities: dict[str, Any] | None = None,
+    ) -> WorkerRecord:
+        _require_name("worker", worker_id)
+
+        def work(s: DbSession) -> WorkerRecord:
+            now = time.time()
+            row = s.get(WorkerRow, worker_id)
+            if row is None:
+                row = WorkerRow(id=worker_id, started_at=now)
+                s.add(row)
+            row.node, row.role, row.pid, row.address = node, role, pid, address
+            row.capabilities = dict(capabilities or {})
+            row.heartbeat_at = now
+            return _worker(row)
+
+        return await self._db.writing(work, what=f"register worker {worker_id!r}")
+
+    async def heartbeat_worker(
+        self, worker_id: str, capabilities: dict[str, Any] | None = None
+    ) -> bool:
+        def work(s: DbSession) -> bool:
+            row = s.get(WorkerRow, worker_id)
+            if row is None:
+                return False
+            row.heartbeat_at = time.time()
+            if capabilities is not None:
+                row.capabilities = dict(capabilities)
+            return True
+
+        return await self._db.writing(work, what=f"heartbeat of worker {worker_id!r}")
+
+    async def list_workers(self, *, live_within_s: float | None = None) -> list[WorkerRecord]:
+        return await self._db.run(self._list_workers, live_within_s)
+
+    def _list_workers(self, live_within_s: float | None) -> list[WorkerRecord]:
+        query = select(WorkerRow).order_by(WorkerRow.node, WorkerRow.role, WorkerRow.id)
+        if live_within_s is not None:
+            query = query.where(WorkerRow.heartbeat_at >= time.time() - live_within_s)
+        with self._db.read() as s:
+            return [_worker(row) for row in s.scalars(query)]
+
+    async def remove_worker(self, worker_id: str) -> None:
+        def work(s: DbSession) -> None:
+            s.execute(delete(WorkerRow).where(WorkerRow.id == worker_id))
+
+        await self._db.writing(work, what=f"remove worker {worker_id!r}")
+
+    async def expire_workers(self, older_than_s: float) -> int:
+        def work(s: DbSession) -> int:
+            cutoff = time.time() - older_than_s
+            result = s.execute(delete(WorkerRow).where(WorkerRow.heartbeat_at < cutoff))
+            return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+        return await self._db.writing(work, what="expire workers")
 
 
 def _next_version_in(s: DbSession, name: str) -> int:

@@ -92,6 +92,33 @@ class CapabilityRow(Base):
     updated_at: Mapped[float]
 
 
+class AgentBundleRow(Base):
+    """The files of one deployed agent version (a gzipped tar), for workers on any node."""
+
+    __tablename__ = "agent_bundles"
+
+    name: Mapped[str] = mapped_column(NAME, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest: Mapped[str] = mapped_column(HASH)
+    data: Mapped[bytes]
+    size: Mapped[int] = mapped_column(Integer)
+
+
+class WorkerRow(Base):
+    """A registered worker process (see :class:`roost.stores.WorkerRecord`)."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(NAME, primary_key=True)
+    node: Mapped[str] = mapped_column(NAME)
+    role: Mapped[str] = mapped_column(String(64))
+    pid: Mapped[int] = mapped_column(Integer)
+    address: Mapped[str] = mapped_column(Text)
+    capabilities: Mapped[dict[str, Any]]
+    started_at: Mapped[float]
+    heartbeat_at: Mapped[float] = mapped_column(index=True)
+
+
 # --- state: sessions, branches, DAG nodes --------------------------------------------
 
 

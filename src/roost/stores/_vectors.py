@@ -12,9 +12,9 @@ applied inside the KNN query (``rowid IN (matching items)``), so it returns the 
 nearest *matching* items even when the filter excludes almost everything. Metadata values
 are compared by JSON type: ``1`` matches ``1`` and ``1.0`` but not ``true`` or ``"1"``.
 
-This is the only module with SQLite-only SQL; a pgvector backend implements the same
-:class:`~roost.stores.VectorStore` interface over the same ``vec_collections`` /
-``vec_items`` tables.
+This is the only module with SQLite-only SQL; the pgvector backend
+(:mod:`roost.stores._pgvector`) implements the same :class:`~roost.stores.VectorStore`
+interface over the same ``vec_collections`` / ``vec_items`` tables, with the helpers here.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def _f32(vector: list[float]) -> bytes:
     return array("f", vector).tobytes()
 
 
-def _vector(values: Sequence[float], what: str) -> list[float]:
+def as_vector(values: Sequence[float], what: str) -> list[float]:
     vector = [float(v) for v in values]
     if not vector:
         raise InvalidRequestError(f"{what} is empty")
@@ -77,10 +77,28 @@ def _vector(values: Sequence[float], what: str) -> list[float]:
     return vector
 
 
-def _where_clause(where: Mapping[str, Any]) -> tuple[str, list[Any]]:
-    """SQL conditions on ``vec_items.metadata`` for an equality filter, and their params."""
-    conditions: list[str] = []
-    params: list[Any] = []
+def latest_items(
+    items: Sequence[VectorItem],
+) -> tuple[dict[str, tuple[VectorItem, list[float]]], int]:
+    """Validated items by id (the same id twice: the last one wins) and their dimension."""
+    latest: dict[str, tuple[VectorItem, list[float]]] = {}
+    dimension = 0
+    for i, item in enumerate(items):
+        if not item.id:
+            raise InvalidRequestError(f"items[{i}] has an empty id")
+        vector = as_vector(item.vector, f"the vector of item {item.id!r}")
+        if dimension and len(vector) != dimension:
+            raise InvalidRequestError(
+                f"item {item.id!r} has dimension {len(vector)} but the items before it "
+                f"have dimension {dimension}"
+            )
+        dimension = len(vector)
+        latest[item.id] = (item, vector)
+    return latest, dimension
+
+
+def check_where(where: Mapping[str, Any]) -> None:
+    """Reject filters other than string keys with scalar values."""
     for key, value in where.items():
         if not isinstance(key, str):
             raise InvalidRequestError(f"where: metadata keys are strings, not {key!r}")
@@ -89,6 +107,14 @@ def _where_clause(where: Mapping[str, Any]) -> tuple[str, list[Any]]:
                 f"where[{key!r}]: only string, number, boolean or null values can be "
                 f"matched, not {type(value).__name__}"
             )
+
+
+def _where_clause(where: Mapping[str, Any]) -> tuple[str, list[Any]]:
+    """SQL conditions on ``vec_items.metadata`` for an equality filter, and their params."""
+    check_where(where)
+    conditions: list[str] = []
+    params: list[Any] = []
+    for key, value in where.items():
         test = "SELECT 1 FROM json_each(vec_items.metadata) AS j WHERE j.key = ? AND "
         params.append(key)
         if value is None:
@@ -105,7 +131,52 @@ def _where_clause(where: Mapping[str, Any]) -> tuple[str, list[Any]]:
     return " AND ".join(conditions), params
 
 
-class SqliteVecStore:
+class PortableVectorReads:
+    """The parts of a vector backend that only touch the portable tables."""
+
+    _db: Database
+
+    async def count(self, namespace: str, collection: str) -> int:
+        return await self._db.reading(self._count, namespace, collection)
+
+    def _count(self, s: DbSession, namespace: str, collection: str) -> int:
+        query = (
+            select(func.count())
+            .select_from(VecItemRow)
+            .join(VecCollectionRow, VecCollectionRow.id == VecItemRow.collection_id)
+            .where(VecCollectionRow.namespace == namespace, VecCollectionRow.name == collection)
+        )
+        return s.scalar(query) or 0
+
+    async def collections(self, namespace: str | None = None) -> builtins.list[CollectionInfo]:
+        return await self._db.reading(self._collections, namespace)
+
+    def _collections(self, s: DbSession, namespace: str | None) -> builtins.list[CollectionInfo]:
+        counts = (
+            select(VecItemRow.collection_id, func.count().label("n"))
+            .group_by(VecItemRow.collection_id)
+            .subquery()
+        )
+        query = (
+            select(VecCollectionRow, func.coalesce(counts.c.n, 0))
+            .outerjoin(counts, counts.c.collection_id == VecCollectionRow.id)
+            .order_by(VecCollectionRow.namespace, VecCollectionRow.name)
+        )
+        if namespace is not None:
+            query = query.where(VecCollectionRow.namespace == namespace)
+        return [
+            CollectionInfo(
+                namespace=row.namespace,
+                name=row.name,
+                dimension=row.dimension,
+                metric=row.metric,
+                count=int(n),
+            )
+            for row, n in s.execute(query)
+        ]
+
+
+class SqliteVecStore(PortableVectorReads):
     """:class:`~roost.stores.VectorStore` on SQLite with sqlite-vec (cosine distance)."""
 
     metric = METRIC
@@ -118,27 +189,15 @@ class SqliteVecStore:
     # --- writes ------------------------------------------------------------------------
 
     async def upsert(self, namespace: str, collection: str, items: Sequence[VectorItem]) -> int:
-        _check_names(namespace, collection)
-        latest: dict[str, tuple[VectorItem, list[float]]] = {}
-        dimension = 0
-        for i, item in enumerate(items):
-            if not item.id:
-                raise InvalidRequestError(f"items[{i}] has an empty id")
-            vector = _vector(item.vector, f"the vector of item {item.id!r}")
-            if dimension and len(vector) != dimension:
-                raise InvalidRequestError(
-                    f"item {item.id!r} has dimension {len(vector)} but the items before it "
-                    f"have dimension {dimension}"
-                )
-            dimension = len(vector)
-            latest[item.id] = (item, vector)  # the same id twice: the last one wins
+        check_names(namespace, collection)
+        latest, dimension = latest_items(items)
         if not latest:
             return 0
 
         def work(s: DbSession) -> int:
             connection = s.connection()
             _ensure_vec(connection)
-            coll = _collection(s, namespace, collection)
+            coll = find_collection(s, namespace, collection)
             if coll is None:
                 coll = VecCollectionRow(
                     namespace=namespace,
@@ -159,7 +218,7 @@ class SqliteVecStore:
                     f"these have dimension {dimension}"
                 )
             table = embeddings_table(coll.id)
-            existing = _keys_of(s, coll.id, list(latest))
+            existing = keys_of(s, coll.id, list(latest))
             now = time.time()
             if existing:
                 s.execute(
@@ -205,34 +264,34 @@ class SqliteVecStore:
         return await self._db.writing(work, what=f"upsert into {namespace}/{collection}")
 
     async def delete(self, namespace: str, collection: str, ids: Sequence[str]) -> int:
-        _check_names(namespace, collection)
+        check_names(namespace, collection)
         wanted = set(ids)
         if not wanted:
             return 0
 
         def work(s: DbSession) -> int:
-            coll = _collection(s, namespace, collection)
+            coll = find_collection(s, namespace, collection)
             if coll is None:
                 return 0
             connection = s.connection()
             _ensure_vec(connection)
-            keys = list(_keys_of(s, coll.id, list(wanted)).values())
+            keys = list(keys_of(s, coll.id, list(wanted)).values())
             if keys:
                 connection.exec_driver_sql(
                     f"DELETE FROM {embeddings_table(coll.id)} WHERE rowid = ?",
                     [(k,) for k in keys],
                 )
-                for chunk in _chunks(keys):
+                for chunk in chunks(keys):
                     s.execute(delete(VecItemRow).where(VecItemRow.key.in_(chunk)))
             return len(keys)
 
         return await self._db.writing(work, what=f"delete from {namespace}/{collection}")
 
     async def drop(self, namespace: str, collection: str) -> bool:
-        _check_names(namespace, collection)
+        check_names(namespace, collection)
 
         def work(s: DbSession) -> bool:
-            coll = _collection(s, namespace, collection)
+            coll = find_collection(s, namespace, collection)
             if coll is None:
                 return False
             connection = s.connection()
@@ -254,10 +313,10 @@ class SqliteVecStore:
         k: int = 5,
         where: Mapping[str, Any] | None = None,
     ) -> builtins.list[VectorHit]:
-        _check_names(namespace, collection)
+        check_names(namespace, collection)
         if not 1 <= k <= MAX_K:
             raise InvalidRequestError(f"k must be between 1 and {MAX_K}, not {k}")
-        query = _vector(vector, "the query vector")
+        query = as_vector(vector, "the query vector")
         conditions, params = _where_clause(where or {})
         return await self._db.reading(
             self._search, namespace, collection, query, k, conditions, params
@@ -273,7 +332,7 @@ class SqliteVecStore:
         conditions: str,
         params: list[Any],
     ) -> builtins.list[VectorHit]:
-        coll = _collection(s, namespace, collection)
+        coll = find_collection(s, namespace, collection)
         if coll is None:
             return []
         if coll.dimension != len(query):
@@ -313,63 +372,24 @@ class SqliteVecStore:
         hits.sort(key=lambda hit: (hit.distance, hit.id))
         return hits
 
-    async def count(self, namespace: str, collection: str) -> int:
-        return await self._db.reading(self._count, namespace, collection)
 
-    def _count(self, s: DbSession, namespace: str, collection: str) -> int:
-        query = (
-            select(func.count())
-            .select_from(VecItemRow)
-            .join(VecCollectionRow, VecCollectionRow.id == VecItemRow.collection_id)
-            .where(VecCollectionRow.namespace == namespace, VecCollectionRow.name == collection)
-        )
-        return s.scalar(query) or 0
-
-    async def collections(self, namespace: str | None = None) -> builtins.list[CollectionInfo]:
-        return await self._db.reading(self._collections, namespace)
-
-    def _collections(self, s: DbSession, namespace: str | None) -> builtins.list[CollectionInfo]:
-        counts = (
-            select(VecItemRow.collection_id, func.count().label("n"))
-            .group_by(VecItemRow.collection_id)
-            .subquery()
-        )
-        query = (
-            select(VecCollectionRow, func.coalesce(counts.c.n, 0))
-            .outerjoin(counts, counts.c.collection_id == VecCollectionRow.id)
-            .order_by(VecCollectionRow.namespace, VecCollectionRow.name)
-        )
-        if namespace is not None:
-            query = query.where(VecCollectionRow.namespace == namespace)
-        return [
-            CollectionInfo(
-                namespace=row.namespace,
-                name=row.name,
-                dimension=row.dimension,
-                metric=row.metric,
-                count=int(n),
-            )
-            for row, n in s.execute(query)
-        ]
-
-
-def _check_names(namespace: str, collection: str) -> None:
+def check_names(namespace: str, collection: str) -> None:
     if not namespace:
         raise InvalidRequestError("a vector namespace must not be empty")
     if not collection or len(collection) > 200:
         raise InvalidRequestError(f"a collection name is 1-200 characters, not {collection!r}")
 
 
-def _chunks(values: list[T], size: int = 500) -> Iterator[list[T]]:
+def chunks(values: list[T], size: int = 500) -> Iterator[list[T]]:
     """Bounded IN lists (SQLite limits the number of bound parameters)."""
     for start in range(0, len(values), size):
         yield values[start : start + size]
 
 
-def _keys_of(s: DbSession, collection_id: int, item_ids: list[str]) -> dict[str, int]:
+def keys_of(s: DbSession, collection_id: int, item_ids: list[str]) -> dict[str, int]:
     """The row keys of the given items that exist in the collection."""
     keys: dict[str, int] = {}
-    for chunk in _chunks(item_ids):
+    for chunk in chunks(item_ids):
         query = select(VecItemRow.item_id, VecItemRow.key).where(
             VecItemRow.collection_id == collection_id, VecItemRow.item_id.in_(chunk)
         )
@@ -377,7 +397,7 @@ def _keys_of(s: DbSession, collection_id: int, item_ids: list[str]) -> dict[str,
     return keys
 
 
-def _collection(s: DbSession, namespace: str, name: str) -> VecCollectionRow | None:
+def find_collection(s: DbSession, namespace: str, name: str) -> VecCollectionRow | None:
     query = select(VecCollectionRow).where(
         VecCollectionRow.namespace == namespace, VecCollectionRow.name == name
     )

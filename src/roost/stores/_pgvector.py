@@ -1,0 +1,257 @@
+"""Vector collections on Postgres with pgvector.
+
+The same layout as the sqlite-vec backend (:mod:`roost.stores._vectors`): the portable
+``vec_collections`` / ``vec_items`` tables hold each collection and each item's id, metadata
+and text, and every collection keeps its embeddings in a table of its own,
+``vec_embeddings_<collection id>`` (``key`` = the item's ``vec_items.key``, ``embedding
+vector(<dimension>)``, the dimension fixed by the collection's first upsert), so a dimension
+mismatch is impossible by construction and a collection is dropped with its table.
+
+The ``vector`` extension is created (``CREATE EXTENSION IF NOT EXISTS vector``) by the first
+upsert that creates a collection; that needs a role allowed to create it (the superuser of
+the dev server is). Vectors travel as pgvector's text form (``'[1.0,2.0]'::vector``), so no
+extra client package is needed.
+
+Search is exact (a scan ordered by the cosine distance ``<=>``; no approximate index yet),
+so a ``where`` filter inside the query returns the ``k`` nearest *matching* items, and the
+results equal sqlite-vec's. Metadata values are compared by JSON type, as on SQLite: ``1``
+matches ``1`` and ``1.0`` but not ``true`` or ``"1"``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import delete, insert, text, update
+from sqlalchemy.orm import Session as DbSession
+
+from roost.protocol import InvalidRequestError, VectorHit, VectorItem
+from roost.stores._db import Database
+from roost.stores._schema import VecCollectionRow, VecItemRow
+from roost.stores._vectors import (
+    MAX_K,
+    METRIC,
+    PortableVectorReads,
+    as_vector,
+    check_names,
+    check_where,
+    chunks,
+    embeddings_table,
+    find_collection,
+    keys_of,
+    latest_items,
+)
+
+
+def _literal(vector: Sequence[float]) -> str:
+    """A vector in pgvector's text form."""
+    return "[" + ",".join(repr(float(v)) for v in vector) + "]"
+
+
+def _where_clause(where: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """SQL conditions on ``vec_items.metadata`` (``json``) for an equality filter."""
+    check_where(where)
+    conditions: list[str] = []
+    params: dict[str, Any] = {}
+    for i, (key, value) in enumerate(where.items()):
+        params[f"wk{i}"] = key
+        field = f"(vec_items.metadata -> CAST(:wk{i} AS text))"
+        if value is None:
+            conditions.append(f"json_typeof{field} = 'null'")
+        elif isinstance(value, bool):
+            conditions.append(f"json_typeof{field} = 'boolean' AND {field}::text = :wv{i}")
+            params[f"wv{i}"] = "true" if value else "false"
+        elif isinstance(value, int | float):
+            # numbers compare as doubles, like SQLite's integer/real comparison
+            conditions.append(
+                f"json_typeof{field} = 'number' AND "
+                f"CAST(vec_items.metadata ->> CAST(:wk{i} AS text) AS double precision) "
+                f"= CAST(:wv{i} AS double precision)"
+            )
+            params[f"wv{i}"] = float(value)
+        else:
+            conditions.append(
+                f"json_typeof{field} = 'string' AND "
+                f"vec_items.metadata ->> CAST(:wk{i} AS text) = CAST(:wv{i} AS text)"
+            )
+            params[f"wv{i}"] = value
+    return " AND ".join(conditions), params
+
+
+class PgVectorStore(PortableVectorReads):
+    """:class:`~roost.stores.VectorStore` on Postgres with pgvector (cosine distance)."""
+
+    metric = METRIC
+
+    def __init__(self, db: Database) -> None:
+        if db.dialect != "postgresql":
+            raise ValueError(f"PgVectorStore needs a Postgres database, not {db.dialect}")
+        self._db = db
+
+    # --- writes ------------------------------------------------------------------------
+
+    async def upsert(self, namespace: str, collection: str, items: Sequence[VectorItem]) -> int:
+        check_names(namespace, collection)
+        latest, dimension = latest_items(items)
+        if not latest:
+            return 0
+
+        def work(s: DbSession) -> int:
+            coll = find_collection(s, namespace, collection)
+            if coll is None:
+                # a concurrent creator makes one of these fail (IntegrityError): retried
+                s.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
+                coll = VecCollectionRow(
+                    namespace=namespace,
+                    name=collection,
+                    dimension=dimension,
+                    metric=METRIC,
+                    created_at=time.time(),
+                )
+                s.add(coll)
+                s.flush()
+                s.execute(
+                    text(
+                        f"CREATE TABLE {embeddings_table(coll.id)} ("
+                        "key integer PRIMARY KEY REFERENCES vec_items (key) ON DELETE CASCADE, "
+                        f"embedding vector({dimension}) NOT NULL)"
+                    )
+                )
+            elif coll.dimension != dimension:
+                raise InvalidRequestError(
+                    f"collection {collection!r} holds vectors of dimension {coll.dimension}; "
+                    f"these have dimension {dimension}"
+                )
+            existing = keys_of(s, coll.id, list(latest))
+            now = time.time()
+            if existing:
+                s.execute(
+                    update(VecItemRow),
+                    [
+                        {
+                            "key": key,
+                            "item_metadata": dict(latest[item_id][0].metadata),
+                            "text": latest[item_id][0].text,
+                            "updated_at": now,
+                        }
+                        for item_id, key in existing.items()
+                    ],
+                )
+            new = [item_id for item_id in latest if item_id not in existing]
+            keys = dict(existing)
+            if new:
+                inserted = s.execute(
+                    insert(VecItemRow).returning(
+                        VecItemRow.item_id, VecItemRow.key, sort_by_parameter_order=True
+                    ),
+                    [
+                        {
+                            "collection_id": coll.id,
+                            "item_id": item_id,
+                            "item_metadata": dict(latest[item_id][0].metadata),
+                            "text": latest[item_id][0].text,
+                            "updated_at": now,
+                        }
+                        for item_id in new
+                    ],
+                )
+                keys.update((item_id, key) for item_id, key in inserted)
+            s.execute(
+                text(
+                    f"INSERT INTO {embeddings_table(coll.id)} (key, embedding) "
+                    "VALUES (:key, CAST(:embedding AS vector)) "
+                    "ON CONFLICT (key) DO UPDATE SET embedding = EXCLUDED.embedding"
+                ),
+                [
+                    {"key": keys[item_id], "embedding": _literal(vector)}
+                    for item_id, (_, vector) in latest.items()
+                ],
+            )
+            return len(latest)
+
+        return await self._db.writing(work, what=f"upsert into {namespace}/{collection}")
+
+    async def delete(self, namespace: str, collection: str, ids: Sequence[str]) -> int:
+        check_names(namespace, collection)
+        wanted = set(ids)
+        if not wanted:
+            return 0
+
+        def work(s: DbSession) -> int:
+            coll = find_collection(s, namespace, collection)
+            if coll is None:
+                return 0
+            keys = list(keys_of(s, coll.id, list(wanted)).values())
+            for chunk in chunks(keys):  # embeddings go with their items (ON DELETE CASCADE)
+                s.execute(delete(VecItemRow).where(VecItemRow.key.in_(chunk)))
+            return len(keys)
+
+        return await self._db.writing(work, what=f"delete from {namespace}/{collection}")
+
+    async def drop(self, namespace: str, collection: str) -> bool:
+        check_names(namespace, collection)
+
+        def work(s: DbSession) -> bool:
+            coll = find_collection(s, namespace, collection)
+            if coll is None:
+                return False
+            s.execute(text(f"DROP TABLE IF EXISTS {embeddings_table(coll.id)}"))
+            s.execute(delete(VecItemRow).where(VecItemRow.collection_id == coll.id))
+            s.execute(delete(VecCollectionRow).where(VecCollectionRow.id == coll.id))
+            return True
+
+        return await self._db.writing(work, what=f"drop {namespace}/{collection}")
+
+    # --- reads -------------------------------------------------------------------------
+
+    async def search(
+        self,
+        namespace: str,
+        collection: str,
+        vector: Sequence[float],
+        k: int = 5,
+        where: Mapping[str, Any] | None = None,
+    ) -> builtins.list[VectorHit]:
+        check_names(namespace, collection)
+        if not 1 <= k <= MAX_K:
+            raise InvalidRequestError(f"k must be between 1 and {MAX_K}, not {k}")
+        query = as_vector(vector, "the query vector")
+        conditions, params = _where_clause(where or {})
+        return await self._db.reading(
+            self._search, namespace, collection, query, k, conditions, params
+        )
+
+    def _search(
+        self,
+        s: DbSession,
+        namespace: str,
+        collection: str,
+        query: list[float],
+        k: int,
+        conditions: str,
+        params: dict[str, Any],
+    ) -> builtins.list[VectorHit]:
+        coll = find_collection(s, namespace, collection)
+        if coll is None:
+            return []
+        if coll.dimension != len(query):
+            raise InvalidRequestError(
+                f"collection {collection!r} holds vectors of dimension {coll.dimension}; "
+                f"the query vector has dimension {len(query)}"
+            )
+        sql = (
+            "SELECT vec_items.item_id, vec_items.metadata, vec_items.text, "
+            "e.embedding <=> CAST(:query AS vector) AS distance "
+            f"FROM {embeddings_table(coll.id)} AS e JOIN vec_items ON vec_items.key = e.key"
+        )
+        if conditions:
+            sql += f" WHERE {conditions}"
+        sql += " ORDER BY distance, vec_items.item_id LIMIT :k"
+        rows = s.execute(text(sql), {"query": _literal(query), "k": k, **params})
+        return [
+            VectorHit(id=item_id, distance=float(distance), metadata=metadata, text=item_text)
+            for item_id, metadata, item_text, distance in rows
+        ]
