@@ -65,3 +65,40 @@ def test_bad_env_value(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ROOST_BUS__BACKEND", "carrier-pigeon")
     with pytest.raises(ConfigError, match=r"environment: .*bus.backend"):
         load_settings()
+
+
+def test_distributed_workers_defaults_and_overrides(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from roost.config import WORKER_ROLES
+
+    s = load_settings()
+    assert s.distributed.workers == dict.fromkeys(WORKER_ROLES, 1)
+    assert (s.distributed.address("registry"), s.distributed.port("catalog")) == (
+        "127.0.0.1:9090",
+        9094,
+    )
+    (home / "config.toml").write_text("[distributed.workers]\ninference = 4\nkv = 0\n")
+    s = load_settings()
+    assert (s.distributed.workers["inference"], s.distributed.workers["kv"]) == (4, 0)
+    assert s.distributed.workers["registry"] == 1  # unnamed roles keep their default
+    monkeypatch.setenv("ROOST_DISTRIBUTED__WORKERS__INFERENCE", "2")
+    assert load_settings().distributed.workers["inference"] == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[distributed.workers]\ngpu = 1\n", "unknown worker role(s) 'gpu' (roles: registry,"),
+        ("[distributed.workers]\nkv = -1\n", "kv = -1: a worker count is a whole number >= 0"),
+        ("[distributed.workers]\nkv = 1.5\n", "distributed.workers.kv: Input should be a valid integer"),
+        ('[distributed]\nregistry = "nohost"\n', "'nohost' is not host:port"),
+        ("[distributed]\nheartbeat_s = 0\n", "distributed.heartbeat_s"),
+    ],
+)
+def test_bad_distributed_config(home: Path, text: str, expected: str) -> None:
+    (home / "config.toml").write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert str(home / "config.toml") in str(err.value)
+    assert expected in str(err.value)

@@ -1,5 +1,6 @@
-"""Agents: the ``agent.toml`` manifest and its validation."""
+"""Agents: the ``agent.toml`` manifest and its validation; bundles of agent folders."""
 
+from roost.agents._bundle import BundleError, pack_folder, unpack_bundle
 from roost.agents._manifest import (
     MANIFEST_FILE,
     AgentManifest,
@@ -14,10 +15,13 @@ from roost.agents._manifest import (
 __all__ = [
     "MANIFEST_FILE",
     "AgentManifest",
+    "BundleError",
     "ManifestError",
     "ModelNeeds",
     "Runtime",
     "ToolDecl",
     "load_manifest",
+    "pack_folder",
     "parse_manifest",
+    "unpack_bundle",
 ]

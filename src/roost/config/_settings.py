@@ -142,11 +142,9 @@ class DistributedConfig(_Section):
     connect_timeout_s: float = Field(10.0, gt=0)
     """How long to wait for NATS, Postgres or a coordination service before failing."""
 
-    @field_validator("workers", mode="before")
+    @field_validator("workers")
     @classmethod
-    def _check_workers(cls, value: Any) -> Any:
-        if not isinstance(value, dict):
-            return value
+    def _check_workers(cls, value: dict[str, int]) -> dict[str, int]:
         unknown = sorted(set(value) - set(WORKER_ROLES))
         if unknown:
             raise ValueError(
@@ -154,8 +152,8 @@ class DistributedConfig(_Section):
                 f"(roles: {', '.join(WORKER_ROLES)})"
             )
         for role, count in value.items():
-            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-                raise ValueError(f"{role} = {count!r}: a worker count is a whole number >= 0")
+            if count < 0:
+                raise ValueError(f"{role} = {count}: a worker count is a whole number >= 0")
         return {**_default_workers(), **value}
 
     def address(self, role: str) -> str:

@@ -10,15 +10,24 @@ import asyncio
 import logging
 import shutil
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from roost.agents import AgentManifest, ManifestError, load_manifest, parse_manifest
+from roost.agents import (
+    AgentManifest,
+    BundleError,
+    ManifestError,
+    load_manifest,
+    pack_folder,
+    parse_manifest,
+    unpack_bundle,
+)
 from roost.agents._loader import EntryPointError, load_entry
 from roost.bus import Bus, create_bus
 from roost.config import Settings
 from roost.engines import EngineSet, default_models
+from roost.platform._presence import engines_served, serving
 from roost.protocol import (
     AgentCall,
     CompleteMessage,
@@ -50,13 +59,21 @@ from roost.services.inference import InferenceService
 from roost.services.kv import KvService
 from roost.services.tools import ToolService
 from roost.services.vectors import VectorService
-from roost.stores import AgentRecord, Branch, ModelRecord, Node, Session, Stores, open_stores
+from roost.stores import (
+    AgentRecord,
+    Branch,
+    ModelRecord,
+    Node,
+    Session,
+    Stores,
+    WorkerRecord,
+    open_stores,
+)
 from roost.tools import Tool, builtin_tools, tool_from_function
 
 log = logging.getLogger("roost.platform")
 
 LOCAL_SERVICES = ("infer", "embed", "kv", "vec", "tool", "agent")
-_COPY_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".venv", ".git", "node_modules")
 
 
 @dataclass(frozen=True)
@@ -100,6 +117,7 @@ class Platform:
             bus, stores.state, self.executor, run_timeout_s=settings.runtime.run_timeout_s
         )
         self._tool_cache: dict[tuple[str, int], dict[str, Tool]] = {}
+        self._materialized: set[str] = set()
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -227,29 +245,73 @@ class Platform:
     # --- agents ------------------------------------------------------------------------
 
     async def deploy(self, path: Path | str) -> AgentRecord:
-        """Validate an agent folder against this platform and deploy a copy of it."""
+        """Validate an agent folder against this platform and deploy a copy of it.
+
+        The copy is a bundle stored in the registry (so workers on other nodes can run the
+        agent) and unpacked under ``$ROOST_HOME/agents/NAME/vN`` here."""
         path = Path(path).resolve()
         folder = path.parent if path.is_file() else path
         manifest = load_manifest(path)
         manifest_file = folder / "agent.toml"
         await self._validate(manifest, folder, manifest_file)
+        try:
+            bundle = pack_folder(folder)
+        except BundleError as exc:
+            raise ManifestError(manifest_file, "", str(exc)) from None
         version = await self.stores.registry.next_agent_version(manifest.name)
-        target = self.settings.home / "agents" / manifest.name / f"v{version}"
+        target = self._agent_dir(manifest.name, version)
         if target.exists():
             shutil.rmtree(target)
-        shutil.copytree(folder, target, ignore=_COPY_IGNORE)
+        unpack_bundle(bundle, target)
+        await self.stores.registry.put_agent_bundle(manifest.name, version, bundle)
         return await self.stores.registry.put_agent(
             manifest.name, version, manifest.model_dump(mode="json"), str(target)
         )
 
+    def _agent_dir(self, name: str, version: int) -> Path:
+        return self.settings.home / "agents" / name / f"v{version}"
+
+    async def _materialize(self, record: AgentRecord) -> AgentRecord:
+        """The record with ``path`` pointing at this machine's copy of the version's files,
+        unpacked from the registry's bundle the first time this home needs it."""
+        target = self._agent_dir(record.name, record.version)
+        if str(target) in self._materialized or target.is_dir():
+            self._materialized.add(str(target))
+            return record if record.path == str(target) else replace(record, path=str(target))
+        bundle = await self.stores.registry.get_agent_bundle(record.name, record.version)
+        if bundle is None:
+            raise NotFoundError(
+                f"agent {record.name!r} v{record.version}: the registry holds no files for it "
+                "(deployed before bundles existed?); deploy it again"
+            )
+        await asyncio.to_thread(unpack_bundle, bundle, target)
+        self._materialized.add(str(target))
+        return replace(record, path=str(target))
+
     async def _validate(self, manifest: AgentManifest, folder: Path, file: Path) -> None:
         used = manifest.services_used
+        # a deployment of roostd workers says what it serves; trust only live workers
+        workers = await self.stores.registry.list_workers(
+            live_within_s=self.settings.distributed.worker_ttl_s
+        )
         if "infer" in used:
-            await self._require_model(file, "models.chat", manifest.models.chat, "chat")
+            model = await self._require_model(file, "models.chat", manifest.models.chat, "chat")
+            self._require_engine(file, "models.chat", model, "infer", workers)
         if "embed" in used:
-            await self._require_model(
+            model = await self._require_model(
                 file, "models.embedding", manifest.models.embedding, "embedding"
             )
+            self._require_engine(file, "models.embedding", model, "embed", workers)
+        if workers:
+            unserved = sorted(s for s in used if not serving(workers, s))
+            if unserved:
+                raise ManifestError(
+                    file,
+                    "services",
+                    f"no live worker serves {', '.join(unserved)} (live roles: "
+                    f"{', '.join(sorted({w.role for w in workers}))}); start workers of "
+                    "that role or remove the service",
+                )
         missing = await self.missing_services(used)
         if missing:
             raise ManifestError(
@@ -287,7 +349,22 @@ class Platform:
                     file, "entry", f"program {program!r} not found in {folder} or PATH"
                 )
 
-    async def _require_model(self, file: Path, field: str, name: str, kind: str) -> None:
+    @staticmethod
+    def _require_engine(
+        file: Path, field: str, model: ModelRecord, service: str, workers: list[WorkerRecord]
+    ) -> None:
+        if not serving(workers, service):
+            return  # no registered workers (local mode), or the service check reports it
+        engines = engines_served(workers, service)
+        if "*" not in engines and model.engine not in engines:
+            raise ManifestError(
+                file,
+                field,
+                f"model {model.name!r} runs on engine {model.engine!r}, which no live "
+                f"{service} worker serves (live engines: {', '.join(sorted(engines))})",
+            )
+
+    async def _require_model(self, file: Path, field: str, name: str, kind: str) -> ModelRecord:
         wanted = name or (
             self.settings.inference.default_model
             if kind == "chat"
@@ -307,6 +384,7 @@ class Platform:
             raise ManifestError(
                 file, field, f"model {wanted!r} is a {model.kind} model, not {kind}"
             )
+        return model
 
     async def missing_services(self, names: Iterable[str]) -> set[str]:
         """Services among ``names`` that nothing serves right now (pinged over the bus)."""
@@ -323,7 +401,7 @@ class Platform:
         if record is None:
             names = ", ".join(a.name for a in await self.stores.registry.list_agents()) or "none"
             raise NotFoundError(f"agent {name!r} is not deployed (deployed: {names})")
-        return record
+        return await self._materialize(record)
 
     async def list_agents(self) -> list[AgentRecord]:
         return await self.stores.registry.list_agents()
@@ -342,7 +420,7 @@ class Platform:
             found = await self.stores.registry.get_agent(agent, version)
             if found is None:
                 raise NotFoundError(f"agent {agent!r} has no deployed version {version}")
-            record = found
+            record = await self._materialize(found)
         else:
             record = await self.get_agent(agent)
         cached = self._tool_cache.get((record.name, record.version))

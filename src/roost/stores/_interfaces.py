@@ -93,8 +93,9 @@ class RegistryStore(Protocol):
         ...
 
     async def put_agent_bundle(self, name: str, version: int, bundle: bytes) -> str:
-        """Store the files of a deployed version (a gzipped tar of its folder), so workers
-        on any node can materialize it; returns the bundle's sha256 (hex)."""
+        """Store the files of a version (a gzipped tar of its folder), so workers on any
+        node can materialize it; returns the bundle's sha256 (hex). Deploying stores the
+        bundle *before* the version (``put_agent``), so a visible version has its files."""
         ...
 
     async def get_agent_bundle(self, name: str, version: int) -> bytes | None:

@@ -258,9 +258,9 @@ class SqlRegistryStore:
     async def put_agent_bundle(self, name: str, version: int, bundle: bytes) -> str:
         digest = sha256_hex(bundle)
 
+        _require_name("agent", name)
+
         def work(s: DbSession) -> str:
-            if s.get(AgentRow, (name, version)) is None:
-                raise NotFoundError(f"agent {name!r} has no deployed version {version}")
             row = s.get(AgentBundleRow, (name, version))
             if row is None:
                 row = AgentBundleRow(name=name, version=version)
