@@ -102,3 +102,20 @@ def test_bad_distributed_config(home: Path, text: str, expected: str) -> None:
         load_settings()
     assert str(home / "config.toml") in str(err.value)
     assert expected in str(err.value)
+
+
+def test_client_settings(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from roost.config import load_client_settings
+
+    assert not load_client_settings().remote  # no file, no env: local mode
+    (home / "client.toml").write_text('harness = "control:9091"\nsecret = "vault:7000"\n')
+    client = load_client_settings()
+    assert client.remote
+    assert client.address("registry") == "control:9090"  # the harness host, default port
+    assert client.address("secret") == "vault:7000"
+    monkeypatch.setenv("ROOST_CLIENT__HARNESS", "other:1")
+    assert load_client_settings().address("catalog") == "other:9094"
+    (home / "client.toml").write_text('harness = "nope"\n')
+    monkeypatch.delenv("ROOST_CLIENT__HARNESS")
+    with pytest.raises(ConfigError, match=r"client.toml: invalid client configuration: harness"):
+        load_client_settings()

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from roost.agents import ManifestError
-from roost.config import ConfigError, Settings, load_settings
+from roost.config import ConfigError, Settings, load_client_settings, load_settings
 from roost.protocol import RoostError
 
 console = Console()
@@ -68,17 +68,28 @@ async def with_platform(
     worker: bool = False,
     runs: bool = False,
     status: str = "",
+    local_only: bool = False,
 ) -> T:
-    """Open the platform from settings, run ``work(platform)``, close it.
+    """Open the platform, run ``work(platform)``, close it.
 
-    ``worker``: this process also executes durable runs (``agent run``, ``roost worker``);
-    ``runs``: the command starts, inspects or steers runs (connects to Temporal); the
-    others do not need it and stay fast.
+    With a deployment configured (``client.toml`` or ``ROOST_CLIENT__HARNESS``) the platform
+    is a :class:`~roost.platform.RemotePlatform` talking to it; otherwise the platform runs
+    in this process from the settings. ``worker``: this process also executes durable runs
+    (``agent run``, ``roost worker``); ``runs``: the command starts, inspects or steers runs
+    (connects to Temporal); the others do not need it and stay fast. ``local_only``: the
+    command only makes sense in this process (``roost worker``).
     """
-    from roost.platform import Platform
+    from roost.platform import Platform, RemotePlatform
 
     config = settings()
-    if status:
+    try:
+        client = load_client_settings()
+    except ConfigError as exc:
+        fail(str(exc))
+    platform: Any
+    if client.remote and not local_only:
+        platform = RemotePlatform(client)
+    elif status:
         with err_console.status(status, spinner="dots"):
             platform = await Platform.open(
                 config, start_services=services, worker=worker, runs=runs

@@ -29,4 +29,4 @@ async def worker() -> None:
         await stop.wait()
         err_console.print("worker stopping")
 
-    await with_platform(work, worker=True, status="starting worker")
+    await with_platform(work, worker=True, status="starting worker", local_only=True)

@@ -129,6 +129,7 @@ class Platform:
         start_services: bool = True,
         worker: bool = True,
         runs: bool = True,
+        stores: Stores | None = None,
     ) -> Platform:
         """Open stores (migrating them), connect the bus and, if asked, start the services.
 
@@ -138,9 +139,13 @@ class Platform:
         (starting the embedded server if no address is configured) and, with ``worker``,
         executes runs in this process too. ``runs=False`` skips Temporal altogether, for
         processes that never start or inspect runs (the CLI's registry and session commands).
+        ``stores`` replaces the stores opened from the settings' database (a worker without
+        database access passes :func:`~roost.platform.remote_stores`); the platform closes
+        them.
         """
         settings.home.mkdir(parents=True, exist_ok=True)
-        stores = await open_stores(settings.database_url, settings.home)
+        if stores is None:
+            stores = await open_stores(settings.database_url, settings.home)
         try:
             await _register_defaults(stores, default_models())
             bus = create_bus(settings.bus.backend, settings.bus.url)
@@ -213,8 +218,8 @@ class Platform:
                 self._secret_or_none,
                 default_model=self.settings.embedding.default_model,
             ),
-            "kv": lambda: KvService(bus, stores.kv),
-            "vec": lambda: VectorService(bus, stores.vectors),
+            "kv": lambda: KvService(bus, stores.require_kv()),
+            "vec": lambda: VectorService(bus, stores.require_vectors()),
             "tool": lambda: ToolService(bus, self.agent_tools),
             "agent": lambda: AgentCallService(bus, self._run_called_agent),
         }
@@ -508,7 +513,9 @@ class Platform:
         new_branch = await self.stores.state.fork(sess.id, node.id, branch)
         commits = kv_commits_at(await self.stores.state.ancestors(node.id))
         for agent, commit in commits.items():
-            await self.stores.kv.set_ref(_session_ref(agent, sess.id, new_branch.name), commit)
+            await self.stores.require_kv().set_ref(
+                _session_ref(agent, sess.id, new_branch.name), commit
+            )
         return new_branch
 
     async def _resolve_node(self, session: Session, ref: str) -> Node:
@@ -548,18 +555,11 @@ class Platform:
         dimension: int = 0,
         replace: bool = False,
     ) -> ModelRecord:
-        engines = ("llama-cpp", "sentence-transformers", "ollama", "openai")
-        if engine not in engines:
-            raise InvalidRequestError(f"unknown engine {engine!r} (one of: {', '.join(engines)})")
-        if kind not in ("chat", "embedding"):
-            raise InvalidRequestError(f"model kind must be 'chat' or 'embedding', not {kind!r}")
-        if engine in ("ollama", "openai") and not base_url:
-            raise InvalidRequestError(f"the {engine} engine needs --base-url")
-        record = ModelRecord(
+        record = model_record(
             name=name,
-            kind=kind,  # type: ignore[arg-type]
-            engine=engine,  # type: ignore[arg-type]
+            engine=engine,
             target=target,
+            kind=kind,
             base_url=base_url,
             api_key_secret=api_key_secret,
             dimension=dimension,
@@ -607,6 +607,35 @@ class Platform:
             return None
         value: str = await self.stores.secrets.get(name)
         return value
+
+
+def model_record(
+    *,
+    name: str,
+    engine: str,
+    target: str,
+    kind: str = "chat",
+    base_url: str = "",
+    api_key_secret: str = "",
+    dimension: int = 0,
+) -> ModelRecord:
+    """A model registration, checked (``roost model add``, locally or remotely)."""
+    engines = ("llama-cpp", "sentence-transformers", "ollama", "openai")
+    if engine not in engines:
+        raise InvalidRequestError(f"unknown engine {engine!r} (one of: {', '.join(engines)})")
+    if kind not in ("chat", "embedding"):
+        raise InvalidRequestError(f"model kind must be 'chat' or 'embedding', not {kind!r}")
+    if engine in ("ollama", "openai") and not base_url:
+        raise InvalidRequestError(f"the {engine} engine needs --base-url")
+    return ModelRecord(
+        name=name,
+        kind=kind,  # type: ignore[arg-type]
+        engine=engine,  # type: ignore[arg-type]
+        target=target,
+        base_url=base_url,
+        api_key_secret=api_key_secret,
+        dimension=dimension,
+    )
 
 
 def _session_ref(agent: str, session: str, branch: str) -> str:

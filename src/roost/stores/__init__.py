@@ -18,10 +18,12 @@ thread pool (see :class:`Database`).
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from roost.protocol import ServiceUnavailableError
 from roost.stores._db import Database, alembic_config, canonical_json, sha256_hex
 from roost.stores._interfaces import (
     KvStore,
@@ -56,20 +58,46 @@ if TYPE_CHECKING:
     from roost.config import Settings
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Stores:
-    """Every store, over one database. Close with :meth:`close` (or ``async with``)."""
+    """The stores one process uses. Close with :meth:`close` (or ``async with``).
 
-    db: Database
+    :func:`open_stores` gives every store over one database. A worker without database
+    access (an agent or inference worker in distributed mode) gets registry, state and
+    secrets as clients of the coordination services instead, and no ``kv`` / ``vectors``:
+    its agents reach those through the bus services (see :meth:`require_kv`).
+    """
+
     registry: RegistryStore
     state: StateStore
-    kv: KvStore
-    vectors: VectorStore
     secrets: SecretStore
+    kv: KvStore | None = None
+    vectors: VectorStore | None = None
+    db: Database | None = None
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    """Called on :meth:`close`, last first (remote clients' channels)."""
+
+    def require_kv(self) -> KvStore:
+        if self.kv is None:
+            raise ServiceUnavailableError(
+                "this process has no database: KV state is kept by the kv workers and the "
+                "harness (fork and promote through `roost session`, not here)"
+            )
+        return self.kv
+
+    def require_vectors(self) -> VectorStore:
+        if self.vectors is None:
+            raise ServiceUnavailableError(
+                "this process has no database: vectors are kept by the vec workers"
+            )
+        return self.vectors
 
     async def close(self) -> None:
         """Wait for running database work, then release every connection. Idempotent."""
-        await self.db.close()
+        while self.closers:
+            await self.closers.pop()()
+        if self.db is not None:
+            await self.db.close()
 
     async def __aenter__(self) -> Stores:
         return self

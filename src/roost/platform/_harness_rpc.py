@@ -1,0 +1,357 @@
+"""The harness over gRPC: the platform's front door for clients in distributed mode.
+
+:class:`HarnessServicer` serves ``roost.v1.Harness`` from a :class:`Platform` (the harness
+role's, with the database and a Temporal client); :class:`RemoteHarness` is its client, with
+the same methods as :class:`~roost.runtime.Harness` that the CLI uses, so ``roost run ...``
+works unchanged against a deployment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import grpc.aio
+import msgspec
+
+from roost.agents import BundleError, ManifestError, unpack_bundle
+from roost.protocol import (
+    CompleteMessage,
+    EventMessage,
+    InvalidRequestError,
+    RoostError,
+    decode,
+    encode,
+)
+from roost.rpc import RpcClient, RpcService
+from roost.rpc._convert import (
+    agent_from_pb,
+    agent_to_pb,
+    branch_from_pb,
+    branch_to_pb,
+    opt,
+    session_from_pb,
+    session_to_pb,
+)
+from roost.rpc._errors import abort_with, error_from_rpc
+from roost.rpc._gen import harness_pb2 as pb
+from roost.rpc._gen import harness_pb2_grpc
+from roost.rpc._service import Context, ServicerBase, rpc_method, service_label
+from roost.runtime import RunResult
+from roost.runtime._executor import RunInfo
+from roost.runtime._harness import EventCallback
+from roost.stores import AgentRecord, Branch
+
+if TYPE_CHECKING:
+    from roost.platform._local import Platform
+
+_SERVICE = pb.DESCRIPTOR.services_by_name["Harness"].full_name
+# a run's stream lasts as long as the run; this bounds a stream whose run was lost
+_STREAM_SLACK_S = 120.0
+
+
+def _run_info_to_pb(info: RunInfo) -> pb.RunInfo:
+    return pb.RunInfo(
+        id=info.id,
+        agent=info.agent,
+        session=info.session,
+        branch=info.branch,
+        status=info.status,
+        started_at=info.started_at,
+        closed_at=info.closed_at,
+        question=info.question,
+    )
+
+
+def _run_info_from_pb(message: pb.RunInfo) -> RunInfo:
+    return RunInfo(
+        id=message.id,
+        agent=message.agent,
+        session=message.session,
+        branch=message.branch,
+        status=message.status,  # type: ignore[arg-type]  # the server sent a RunStatus
+        started_at=message.started_at,
+        closed_at=opt(message, "closed_at"),
+        question=message.question,
+    )
+
+
+class HarnessServicer(ServicerBase, harness_pb2_grpc.HarnessServicer):
+    """Serves ``roost.v1.Harness`` from ``platform``."""
+
+    role = "harness"
+    service_name = _SERVICE
+
+    def __init__(self, platform: Platform, *, node: str | None = None) -> None:
+        super().__init__(node=node)
+        self.platform = platform
+
+    def add_to_server(self, server: grpc.aio.Server) -> None:
+        harness_pb2_grpc.add_HarnessServicer_to_server(self, server)  # type: ignore[no-untyped-call]
+
+    @rpc_method
+    async def Deploy(self, request: pb.DeployRequest, context: Context) -> pb.DeployReply:
+        scratch = self.platform.settings.home / "tmp"
+        scratch.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix="deploy-", dir=scratch))
+        try:
+            try:
+                await asyncio.to_thread(unpack_bundle, request.bundle, folder / "agent")
+            except BundleError as exc:
+                raise InvalidRequestError(f"{request.source or 'agent bundle'}: {exc}") from None
+            try:
+                record = await self.platform.deploy(folder / "agent")
+            except ManifestError as exc:
+                # name the client's folder, not this server's scratch copy of it
+                message = str(exc).replace(str(folder / "agent"), request.source or "agent")
+                raise InvalidRequestError(message) from None
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return pb.DeployReply(agent=agent_to_pb(record))
+
+    @rpc_method
+    async def DeleteAgent(
+        self, request: pb.HarnessDeleteAgentRequest, context: Context
+    ) -> pb.HarnessDeleteAgentReply:
+        await self.platform.delete_agent(request.name)
+        return pb.HarnessDeleteAgentReply()
+
+    async def Run(self, request: pb.RunRequest, context: Context) -> AsyncIterator[pb.RunUpdate]:
+        try:
+            agent_input = msgspec.json.decode(request.input_json) if request.input_json else None
+        except msgspec.DecodeError as exc:
+            await abort_with(context, InvalidRequestError(f"the run's input is not JSON: {exc}"))
+        async for update in self._stream(
+            context,
+            request.events,
+            lambda on_event: self.platform.run(
+                request.agent,
+                agent_input,
+                session=opt(request, "session"),
+                branch=opt(request, "branch"),
+                timeout_s=opt(request, "timeout_s"),
+                run_id=opt(request, "run_id"),
+                on_event=on_event,
+            ),
+        ):
+            yield update
+
+    async def Wait(self, request: pb.WaitRequest, context: Context) -> AsyncIterator[pb.RunUpdate]:
+        harness = self.platform.harness
+
+        async def wait(on_event: EventCallback | None) -> RunResult:
+            info = await harness.get_run(request.run_id)
+            complete = await harness.wait(
+                request.run_id,
+                session=info.session,
+                timeout_s=opt(request, "timeout_s"),
+                on_event=on_event,
+            )
+            session = await self.platform.get_session(info.session)
+            return RunResult(session=session, branch=info.branch, complete=complete)
+
+        async for update in self._stream(context, request.events, wait):
+            yield update
+
+    async def _stream(
+        self, context: Context, events: bool, start: Any
+    ) -> AsyncIterator[pb.RunUpdate]:
+        """Run ``start(on_event)`` and stream its events (if asked), then its result. A
+        client that goes away stops the stream, never the run: runs are durable."""
+        queue: asyncio.Queue[EventMessage] = asyncio.Queue()
+        task: asyncio.Task[RunResult] = asyncio.ensure_future(
+            start(queue.put_nowait if events else None)
+        )
+        try:
+            while not task.done():
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait({task, getter}, return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    yield pb.RunUpdate(event_json=encode(getter.result()))
+                else:
+                    getter.cancel()
+            while not queue.empty():
+                yield pb.RunUpdate(event_json=encode(queue.get_nowait()))
+            try:
+                result = task.result()
+            except RoostError as exc:
+                await abort_with(context, exc)
+            yield pb.RunUpdate(
+                done=pb.RunDone(
+                    session=session_to_pb(result.session),
+                    branch=result.branch,
+                    complete_json=encode(result.complete),
+                )
+            )
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+
+    @rpc_method
+    async def Cancel(self, request: pb.RunRef, context: Context) -> pb.RunAck:
+        await self.platform.harness.cancel(request.run_id)
+        return pb.RunAck()
+
+    @rpc_method
+    async def Answer(self, request: pb.AnswerRequest, context: Context) -> pb.RunAck:
+        await self.platform.harness.answer(request.run_id, request.text)
+        return pb.RunAck()
+
+    @rpc_method
+    async def GetRun(self, request: pb.RunRef, context: Context) -> pb.RunInfo:
+        return _run_info_to_pb(await self.platform.harness.get_run(request.run_id))
+
+    @rpc_method
+    async def ListRuns(self, request: pb.ListRunsRequest, context: Context) -> pb.RunList:
+        runs = await self.platform.harness.list_runs(limit=request.limit or 50)
+        return pb.RunList(runs=[_run_info_to_pb(info) for info in runs])
+
+    @rpc_method
+    async def Fork(self, request: pb.HarnessForkRequest, context: Context) -> pb.HarnessBranchReply:
+        branch = await self.platform.fork(
+            request.session, request.from_node, opt(request, "branch")
+        )
+        return pb.HarnessBranchReply(branch=branch_to_pb(branch))
+
+    @rpc_method
+    async def Promote(
+        self, request: pb.HarnessPromoteRequest, context: Context
+    ) -> pb.HarnessPromoteReply:
+        await self.platform.promote(request.session, request.branch)
+        return pb.HarnessPromoteReply()
+
+
+class RemoteHarness(RpcClient):
+    """The harness service at ``address``, with the methods of
+    :class:`~roost.runtime.Harness` that clients use (``run``, ``wait``, ``cancel``, ...)."""
+
+    service_name = _SERVICE
+
+    async def deploy(self, bundle: bytes, source: str) -> AgentRecord:
+        request = pb.DeployRequest(bundle=bundle, source=source)
+        return agent_from_pb((await self.call("Deploy", request, pb.DeployReply)).agent)
+
+    async def delete_agent(self, name: str) -> None:
+        request = pb.HarnessDeleteAgentRequest(name=name)
+        await self.call("DeleteAgent", request, pb.HarnessDeleteAgentReply)
+
+    async def run(
+        self,
+        agent: str,
+        input: Any,
+        *,
+        session: str | None = None,
+        branch: str | None = None,
+        timeout_s: float | None = None,
+        on_event: EventCallback | None = None,
+        run_id: str | None = None,
+    ) -> RunResult:
+        request = pb.RunRequest(
+            agent=agent,
+            input_json=msgspec.json.encode(input),
+            session=session,
+            branch=branch,
+            timeout_s=timeout_s,
+            run_id=run_id,
+            events=on_event is not None,
+        )
+        # no deadline shorter than the run itself: the server's run timeout ends it
+        deadline = (timeout_s or 24 * 3600.0) + _STREAM_SLACK_S
+        return await self._stream("Run", request, on_event, deadline)
+
+    async def wait(
+        self,
+        run_id: str,
+        *,
+        session: str = "",
+        timeout_s: float | None = None,
+        on_event: EventCallback | None = None,
+    ) -> CompleteMessage:
+        """Wait for a started run (``session`` is accepted for :class:`Harness` parity)."""
+        request = pb.WaitRequest(run_id=run_id, timeout_s=timeout_s, events=on_event is not None)
+        deadline = (timeout_s or 24 * 3600.0) + _STREAM_SLACK_S
+        return (await self._stream("Wait", request, on_event, deadline)).complete
+
+    async def _stream(
+        self, method: str, request: Any, on_event: EventCallback | None, deadline: float
+    ) -> RunResult:
+        if self._channel is None:  # RpcClient opens its channel lazily, in the running loop
+            self._channel = grpc.aio.insecure_channel(self.address, options=self._options)
+        call = self._channel.unary_stream(
+            f"/{self.service_name}/{method}",
+            request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=pb.RunUpdate.FromString,
+        )
+        try:
+            async for update in call(request, timeout=deadline):
+                if update.HasField("event_json"):
+                    if on_event is not None:
+                        result = on_event(decode(update.event_json, EventMessage))
+                        if result is not None:
+                            await result
+                    continue
+                done = update.done
+                return RunResult(
+                    session=session_from_pb(done.session),
+                    branch=done.branch,
+                    complete=decode(done.complete_json, CompleteMessage),
+                )
+        except grpc.RpcError as exc:
+            raise error_from_rpc(
+                exc,
+                target=self.target,
+                method=f"{service_label(self.service_name).capitalize()}.{method}",
+                timeout_s=deadline,
+                types=self.error_types,
+            ) from None
+        raise InvalidRequestError(f"{self.target}: the {method} stream ended without a result")
+
+    async def cancel(self, run_id: str) -> None:
+        await self.call("Cancel", pb.RunRef(run_id=run_id), pb.RunAck)
+
+    async def answer(self, run_id: str, text: str) -> None:
+        await self.call("Answer", pb.AnswerRequest(run_id=run_id, text=text), pb.RunAck)
+
+    async def get_run(self, run_id: str) -> RunInfo:
+        return _run_info_from_pb(await self.call("GetRun", pb.RunRef(run_id=run_id), pb.RunInfo))
+
+    async def list_runs(self, *, limit: int = 50) -> list[RunInfo]:
+        reply = await self.call("ListRuns", pb.ListRunsRequest(limit=limit), pb.RunList)
+        return [_run_info_from_pb(info) for info in reply.runs]
+
+    async def fork(self, session: str, from_node: str, branch: str | None = None) -> Branch:
+        request = pb.HarnessForkRequest(session=session, from_node=from_node, branch=branch)
+        return branch_from_pb((await self.call("Fork", request, pb.HarnessBranchReply)).branch)
+
+    async def promote(self, session: str, branch: str) -> None:
+        request = pb.HarnessPromoteRequest(session=session, branch=branch)
+        await self.call("Promote", request, pb.HarnessPromoteReply)
+
+
+def coordination_servicers(
+    platform: Platform, roles: list[str], *, node: str | None = None
+) -> list[RpcService]:
+    """The gRPC servicers of coordination-service ``roles`` (``registry``, ``state``,
+    ``secret``, ``catalog``, ``harness``) over ``platform``'s stores and harness."""
+    from roost.rpc import CatalogServicer, RegistryServicer, SecretServicer, StateServicer
+
+    stores = platform.stores
+    factories: dict[str, Callable[[], RpcService]] = {
+        "registry": lambda: RegistryServicer(stores.registry, node=node),
+        "state": lambda: StateServicer(stores.state, node=node),
+        "secret": lambda: SecretServicer(stores.secrets, node=node),
+        "catalog": lambda: CatalogServicer(platform.available_models, node=node),
+        "harness": lambda: HarnessServicer(platform, node=node),
+    }
+    unknown = sorted(set(roles) - set(factories))
+    if unknown:
+        raise ValueError(f"not coordination services: {', '.join(unknown)}")
+    return [factories[role]() for role in roles]

@@ -1,0 +1,160 @@
+"""The platform as a client of a running deployment (distributed mode).
+
+:class:`RemotePlatform` has the methods of :class:`Platform` that the CLI uses, served by the
+deployment's coordination services over gRPC: the harness (deploy, runs, fork, promote), the
+registry (agents, models), the state service (sessions, nodes), the secret service and the
+catalog. The CLI picks it when ``client.toml`` (or ``ROOST_CLIENT__HARNESS``) names a
+harness; every command then works unchanged against the deployment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from roost.agents import BundleError, ManifestError, load_manifest, pack_folder
+from roost.config import ClientSettings, Settings
+from roost.platform._harness_rpc import RemoteHarness
+from roost.platform._local import model_record
+from roost.protocol import NotFoundError
+from roost.rpc import CatalogClient, RemoteRegistryStore, RemoteSecretStore, RemoteStateStore
+from roost.rpc._catalog import AvailableModel
+from roost.runtime import RunResult
+from roost.runtime._harness import EventCallback
+from roost.stores import AgentRecord, Branch, ModelRecord, Node, Session, Stores
+
+
+def remote_stores(settings: Settings) -> Stores:
+    """Registry, state and secrets as clients of the deployment's coordination services
+    (``[distributed]`` addresses), for workers that do not open the database."""
+    config = settings.distributed
+    timeout = config.connect_timeout_s
+    registry = RemoteRegistryStore(config.address("registry"), timeout_s=timeout)
+    state = RemoteStateStore(config.address("state"), timeout_s=timeout)
+    secrets = RemoteSecretStore(config.address("secret"), timeout_s=timeout)
+    return Stores(
+        registry=registry,
+        state=state,
+        secrets=secrets,
+        closers=[registry.close, state.close, secrets.close],
+    )
+
+
+class RemotePlatform:
+    """A deployment seen from a client. Close with :meth:`close`."""
+
+    def __init__(self, client: ClientSettings) -> None:
+        timeout = client.timeout_s
+        self.client = client
+        self.harness = RemoteHarness(client.address("harness"), timeout_s=timeout)
+        self.registry = RemoteRegistryStore(client.address("registry"), timeout_s=timeout)
+        self.state = RemoteStateStore(client.address("state"), timeout_s=timeout)
+        self.secrets = RemoteSecretStore(client.address("secret"), timeout_s=timeout)
+        self.catalog = CatalogClient(client.address("catalog"), timeout_s=timeout)
+
+    async def close(self) -> None:
+        await asyncio.gather(
+            self.harness.close(),
+            self.registry.close(),
+            self.state.close(),
+            self.secrets.close(),
+            self.catalog.close(),
+        )
+
+    async def __aenter__(self) -> RemotePlatform:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- agents ------------------------------------------------------------------------
+
+    async def deploy(self, path: Path | str) -> AgentRecord:
+        """Pack the agent folder and deploy it on the deployment (which validates it against
+        its live workers)."""
+        path = Path(path).resolve()
+        folder = path.parent if path.is_file() else path
+        load_manifest(path)  # a malformed manifest is reported here, before any upload
+        try:
+            bundle = await asyncio.to_thread(pack_folder, folder)
+        except BundleError as exc:
+            raise ManifestError(folder / "agent.toml", "", str(exc)) from None
+        return await self.harness.deploy(bundle, str(folder))
+
+    async def get_agent(self, name: str) -> AgentRecord:
+        record = await self.registry.get_agent(name)
+        if record is None:
+            names = ", ".join(a.name for a in await self.registry.list_agents()) or "none"
+            raise NotFoundError(f"agent {name!r} is not deployed (deployed: {names})")
+        return record
+
+    async def list_agents(self) -> list[AgentRecord]:
+        return await self.registry.list_agents()
+
+    async def delete_agent(self, name: str) -> None:
+        await self.harness.delete_agent(name)
+
+    # --- runs --------------------------------------------------------------------------
+
+    async def run(
+        self,
+        agent: str,
+        input: Any,
+        *,
+        session: str | None = None,
+        branch: str | None = None,
+        timeout_s: float | None = None,
+        on_event: EventCallback | None = None,
+        run_id: str | None = None,
+    ) -> RunResult:
+        return await self.harness.run(
+            agent,
+            input,
+            session=session,
+            branch=branch,
+            timeout_s=timeout_s,
+            on_event=on_event,
+            run_id=run_id,
+        )
+
+    # --- sessions ----------------------------------------------------------------------
+
+    async def list_sessions(self, agent: str | None = None, limit: int = 50) -> list[Session]:
+        return await self.state.list_sessions(agent=agent, limit=limit)
+
+    async def get_session(self, ref: str) -> Session:
+        return await self.state.get_session(ref)
+
+    async def list_branches(self, session: str) -> list[Branch]:
+        return await self.state.list_branches(session)
+
+    async def session_nodes(self, session: str, branch: str | None = None) -> list[Node]:
+        sess = await self.get_session(session)
+        return await self.state.list_nodes(sess.id, branch or sess.main_branch)
+
+    async def fork(self, session: str, from_node: str, branch: str | None = None) -> Branch:
+        return await self.harness.fork(session, from_node, branch)
+
+    async def promote(self, session: str, branch: str) -> None:
+        await self.harness.promote(session, branch)
+
+    # --- models --------------------------------------------------------------------------
+
+    async def list_models(self) -> list[ModelRecord]:
+        return await self.registry.list_models()
+
+    async def add_model(self, *, replace: bool = False, **fields: Any) -> ModelRecord:
+        record = model_record(**fields)
+        await self.registry.add_model(record, replace=replace)
+        return record
+
+    async def remove_model(self, name: str) -> None:
+        if await self.registry.get_model(name) is None:
+            raise NotFoundError(f"unknown model {name!r}; see `roost model list`")
+        await self.registry.remove_model(name)
+
+    async def available_models(
+        self, engine: str | None = None, base_url: str = ""
+    ) -> list[AvailableModel]:
+        return await self.catalog.list_available(engine, base_url)

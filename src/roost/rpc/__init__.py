@@ -1,0 +1,88 @@
+"""gRPC for roost's coordination services: registry, state, secret and catalog.
+
+In distributed mode only the coordination services open the database; every other worker
+reaches them through clients that implement the same store Protocols as the SQL stores, so
+they are drop-in replacements::
+
+    async with RpcServer([RegistryServicer(stores.registry)], port=9090):   # the registry
+        ...
+    registry = RemoteRegistryStore("10.0.0.5:9090", timeout_s=5.0)          # anywhere
+    await wait_healthy(registry.address, registry.service_name, timeout_s=30)
+    record = await registry.get_agent("echo")
+    await registry.close()
+
+Errors cross the wire as themselves (a ``NotFoundError`` stays one, with its message); a
+service that does not answer gives :class:`~roost.protocol.ServiceTimeoutError`, one that is
+not there :class:`~roost.protocol.ServiceUnavailableError`, each naming service and address.
+The protos live in ``proto/roost/v1``; ``scripts/gen-protos.sh`` regenerates ``_gen``.
+"""
+
+from __future__ import annotations
+
+from roost.rpc._catalog import (
+    AvailableModel,
+    AvailableModelLike,
+    CatalogClient,
+    CatalogServicer,
+    ListAvailable,
+)
+from roost.rpc._client import RpcClient, wait_healthy
+from roost.rpc._errors import (
+    ERROR_CODE_KEY,
+    ERROR_DETAILS_KEY,
+    STATUS_BY_CODE,
+    abort_with,
+    error_from_rpc,
+    status_for,
+)
+from roost.rpc._registry import RegistryServicer, RemoteRegistryStore
+from roost.rpc._secret import RemoteSecretStore, SecretServicer
+from roost.rpc._server import HEALTH_SERVICE, RpcServer
+from roost.rpc._service import (
+    DEFAULT_TIMEOUT_S,
+    MAX_MESSAGE_BYTES,
+    PingInfo,
+    RpcService,
+    ServicerBase,
+    rpc_method,
+)
+from roost.rpc._state import RemoteStateStore, StateServicer
+
+SERVICE_NAMES: dict[str, str] = {
+    RegistryServicer.role: RegistryServicer.service_name,
+    StateServicer.role: StateServicer.service_name,
+    SecretServicer.role: SecretServicer.service_name,
+    CatalogServicer.role: CatalogServicer.service_name,
+}
+"""Full gRPC service name of each role served here (``registry`` -> ``roost.v1.Registry``)."""
+
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "ERROR_CODE_KEY",
+    "ERROR_DETAILS_KEY",
+    "HEALTH_SERVICE",
+    "MAX_MESSAGE_BYTES",
+    "SERVICE_NAMES",
+    "STATUS_BY_CODE",
+    "AvailableModel",
+    "AvailableModelLike",
+    "CatalogClient",
+    "CatalogServicer",
+    "ListAvailable",
+    "PingInfo",
+    "RegistryServicer",
+    "RemoteRegistryStore",
+    "RemoteSecretStore",
+    "RemoteStateStore",
+    "RpcClient",
+    "RpcServer",
+    "RpcService",
+    "SecretServicer",
+    "ServicerBase",
+    "StateServicer",
+    "abort_with",
+    "error_from_rpc",
+    "rpc_method",
+    "status_for",
+    "wait_healthy",
+]
