@@ -70,9 +70,7 @@ async def test_an_agent_deployed_elsewhere_runs_from_the_registry_bundle(tmp_pat
     (folder / "lib.py").write_text("def greet(name):\n    return f'hello {name}'\n")
 
     def settings(home: str) -> Settings:
-        return Settings(
-            home=tmp_path / home, state={"url": url}, workflows={"engine": "inprocess"}
-        )
+        return Settings(home=tmp_path / home, state={"url": url}, workflows={"engine": "inprocess"})
 
     async with await Platform.open(settings("node-a")) as a:
         record = await a.deploy(folder)

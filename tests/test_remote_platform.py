@@ -10,12 +10,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from test_platform import COUNTER, make_agent
 
 from roost.config import ClientSettings, Settings
 from roost.platform import Platform, RemotePlatform, coordination_servicers
 from roost.protocol import EventMessage, InvalidRequestError, NotFoundError
 from roost.rpc import RpcServer
+from test_platform import COUNTER, make_agent
 
 ROLES = ["registry", "state", "secret", "catalog", "harness"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,7 +58,7 @@ async def test_agents_runs_and_sessions_through_the_services(
         second = await remote.run("counter", None, session=first.session.name)
         assert second.output == 2 and second.session.id == first.session.id
         nodes = await remote.session_nodes(first.session.name)
-        assert [n.kind for n in nodes][0] == "invoke" and nodes[-1].kind == "complete"
+        assert nodes[0].kind == "invoke" and nodes[-1].kind == "complete"
         # fork before the second run: the new branch sees count == 1 again
         second_invoke = [n for n in nodes if n.kind == "invoke"][1]
         fork_point = nodes[nodes.index(second_invoke) - 1]
