@@ -1,4 +1,5 @@
-"""roostd serves the platform services on NATS; a roost client in another process uses them."""
+"""``roostd serve`` serves the platform services on NATS in one process; a roost client in
+another process uses them. (The supervised workers of ``roostd start``: test_supervisor.py.)"""
 
 from __future__ import annotations
 
@@ -52,6 +53,7 @@ def roostd(nats_env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
             sys.executable,
             "-c",
             "from roost.daemon.main import main; main()",
+            "serve",
             "--services",
             "kv,tool",
         ],
@@ -106,7 +108,7 @@ def test_deploy_fails_clearly_when_a_service_is_not_served(
 def test_roostd_refuses_memory_bus_and_unknown_services(nats_env: dict[str, str]) -> None:
     env = {**nats_env, "ROOST_BUS__BACKEND": "memory"}
     proc = subprocess.run(
-        [sys.executable, "-c", "from roost.daemon.main import main; main()"],
+        [sys.executable, "-c", "from roost.daemon.main import main; main()", "serve"],
         env=env,
         capture_output=True,
         text=True,
@@ -118,6 +120,7 @@ def test_roostd_refuses_memory_bus_and_unknown_services(nats_env: dict[str, str]
             sys.executable,
             "-c",
             "from roost.daemon.main import main; main()",
+            "serve",
             "--services",
             "kv,teleport",
         ],

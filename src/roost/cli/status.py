@@ -1,0 +1,104 @@
+"""``roost status``: the workers ``roostd`` supervises on this node, from its status file."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from roost.cli._common import console, settings
+
+_STYLE = {
+    "ready": "green",
+    "starting": "yellow",
+    "backoff": "yellow",
+    "pending": "dim",
+    "stopping": "dim",
+    "stopped": "dim",
+    "unhealthy": "red",
+    "failed": "red",
+}
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"
+
+
+def _last_exit(worker: dict[str, Any], now: float) -> str:
+    last = worker.get("last_exit")
+    if not last:
+        return ""
+    text = str(last.get("description", ""))
+    if last.get("reason"):
+        text += f" ({last['reason']})"
+    if last.get("at"):
+        text += f", {_duration(now - float(last['at']))} ago"
+    return text
+
+
+def status(
+    as_json: bool = typer.Option(False, "--json", help="Print the status snapshot as JSON."),
+) -> None:
+    """Show roostd's workers on this node: role, pid, state, restarts, uptime, last exit.
+    Exits 1 when roostd is not running."""
+    from roost.daemon import paths
+    from roost.supervisor import read_status
+
+    home = settings().home
+    found = read_status(paths.status_path(home), paths.lock_path(home))
+    if not found.running or found.snapshot is None:
+        message = f"roostd is not running ({found.reason})"
+        if as_json:
+            typer.echo(json.dumps({"running": False, "reason": message}))
+        else:
+            console.print(message, highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    snapshot = found.snapshot
+    if as_json:
+        typer.echo(json.dumps({"running": True, **snapshot}, indent=2))
+        return
+    now = time.time()
+    workers: list[dict[str, Any]] = snapshot.get("workers") or []
+    ready = sum(1 for w in workers if w.get("state") == "ready")
+    up = _duration(now - float(snapshot.get("started_at") or now))
+    console.print(
+        f"roostd pid {snapshot.get('pid')} on {snapshot.get('node')}: {snapshot.get('state')}, "
+        f"{ready}/{len(workers)} workers ready, up {up}; logs in {snapshot.get('log_dir')}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    table = Table()
+    table.add_column("role", no_wrap=True)
+    table.add_column("index", justify="right")
+    table.add_column("pid", justify="right", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("restarts", justify="right")
+    table.add_column("uptime", no_wrap=True)
+    table.add_column("last exit")
+    for worker in workers:
+        state = str(worker.get("state", "?"))
+        started = worker.get("started_at")
+        uptime = _duration(now - float(started)) if worker.get("pid") and started else ""
+        table.add_row(
+            str(worker.get("role", "?")),
+            str(worker.get("index", "?")),
+            str(worker.get("pid") or ""),
+            f"[{_STYLE.get(state, 'white')}]{state}[/]",
+            str(worker.get("restarts", 0)),
+            uptime,
+            _last_exit(worker, now),
+        )
+    console.print(table)

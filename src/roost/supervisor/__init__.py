@@ -1,0 +1,65 @@
+"""A process supervisor: phases of worker processes, readiness and heartbeats over a pipe,
+restarts with backoff, an ordered clean shutdown, and a status file other processes read.
+
+It knows nothing of roost's roles: :mod:`roost.daemon` gives it the workers to run. The
+supervisor side is :class:`Supervisor` (with :class:`WorkerSpec` and
+:class:`SupervisorConfig`); the worker side is :class:`WorkerLink`.
+"""
+
+from roost.supervisor._link import (
+    HEALTH_FD_ENV,
+    HEARTBEAT_ENV,
+    LINK_ENV,
+    STOP_TIMEOUT_ENV,
+    SUPERVISOR_PID_ENV,
+    WorkerLink,
+    set_parent_death_signal,
+)
+from roost.supervisor._spec import (
+    AlreadyRunningError,
+    StartupError,
+    SupervisorConfig,
+    SupervisorError,
+    WorkerSpec,
+)
+from roost.supervisor._status import (
+    STATUS_VERSION,
+    SupervisorLock,
+    SupervisorStatus,
+    lock_holder,
+    read_status,
+    write_json_atomic,
+)
+from roost.supervisor._supervisor import (
+    ExitInfo,
+    Supervisor,
+    WorkerState,
+    describe_returncode,
+    log_tail,
+)
+
+__all__ = [
+    "HEALTH_FD_ENV",
+    "HEARTBEAT_ENV",
+    "LINK_ENV",
+    "STATUS_VERSION",
+    "STOP_TIMEOUT_ENV",
+    "SUPERVISOR_PID_ENV",
+    "AlreadyRunningError",
+    "ExitInfo",
+    "StartupError",
+    "Supervisor",
+    "SupervisorConfig",
+    "SupervisorError",
+    "SupervisorLock",
+    "SupervisorStatus",
+    "WorkerLink",
+    "WorkerSpec",
+    "WorkerState",
+    "describe_returncode",
+    "lock_holder",
+    "log_tail",
+    "read_status",
+    "set_parent_death_signal",
+    "write_json_atomic",
+]

@@ -1,0 +1,154 @@
+"""The supervisor's files: the lock that makes it one per run directory, and the status
+snapshot other processes (``roost status``) read."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from roost.supervisor._spec import AlreadyRunningError
+
+__all__ = [
+    "STATUS_VERSION",
+    "SupervisorLock",
+    "SupervisorStatus",
+    "lock_holder",
+    "read_status",
+    "write_json_atomic",
+]
+
+STATUS_VERSION = 1
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip() or 0) or None
+    except (OSError, ValueError):
+        return None
+
+
+class SupervisorLock:
+    """An exclusive ``flock`` on ``path`` holding the owner's pid, for one supervisor per run
+    directory. The kernel drops it when the process dies, so a crash never leaves it stale.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self, *, wait_s: float = 0.5) -> None:
+        """Take the lock or raise :class:`AlreadyRunningError` naming the holder's pid.
+
+        Waits up to ``wait_s``: :func:`lock_holder` probes the lock for an instant, and a
+        status query must not make a starting supervisor fail.
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # O_CLOEXEC (Python's default): workers must not inherit, and so hold, the lock
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise AlreadyRunningError(self.path, _read_pid(self.path)) from None
+                time.sleep(0.05)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        # the file stays: unlinking a lock file lets two processes lock different inodes
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+            os.close(fd)
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+
+def lock_holder(path: Path) -> int | None:
+    """The pid of the process holding the supervisor lock at ``path``, 0 if it is held but
+    names no pid, or None when nobody holds it."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read_pid(path) or 0
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON so that readers see the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class SupervisorStatus:
+    """What :func:`read_status` found: the snapshot, and whether its supervisor still runs."""
+
+    running: bool
+    snapshot: dict[str, Any] | None
+    reason: str
+    """Why it is not running (empty when it is)."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    # a zombie (dead, not yet reaped) still answers kill(0)
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return True
+    return fields[0] != "Z"
+
+
+def read_status(status_path: Path, lock_path: Path) -> SupervisorStatus:
+    """Read a supervisor's status snapshot and check that the supervisor is alive: its pid
+    runs and it still holds the lock (so a reused pid is not mistaken for it)."""
+    try:
+        snapshot = json.loads(status_path.read_text())
+    except FileNotFoundError:
+        return SupervisorStatus(False, None, f"no status in {status_path}")
+    except (OSError, ValueError) as exc:
+        return SupervisorStatus(False, None, f"unreadable status {status_path}: {exc}")
+    if not isinstance(snapshot, dict):
+        return SupervisorStatus(False, None, f"{status_path} is not a status snapshot")
+    pid = snapshot.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return SupervisorStatus(False, snapshot, f"{status_path} names no supervisor pid")
+    holder = lock_holder(lock_path)
+    if not _pid_alive(pid) or holder is None:
+        gone = f"pid {pid}, which wrote {status_path}, is gone (it did not stop cleanly)"
+        return SupervisorStatus(False, snapshot, gone)
+    if holder not in (0, pid):
+        return SupervisorStatus(
+            False, snapshot, f"{status_path} is stale: the lock is held by pid {holder}, not {pid}"
+        )
+    return SupervisorStatus(True, snapshot, "")
