@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from roost.config import GRPC_PORTS
 from roost.devservers import NatsServer
 from roost.devservers._process import free_port
 from roost.supervisor import (
@@ -619,7 +620,8 @@ def write_config(home: Path, nats_url: str, workers: dict[str, int], extra: str 
         f'[bus]\nbackend = "nats"\nurl = "{nats_url}"\n{extra}'
         "[distributed]\nheartbeat_s = 0.5\nrestart_backoff_s = 0.2\nstop_timeout_s = 5\n"
         "start_timeout_s = 60\nconnect_timeout_s = 5\n"
-        f"[distributed.workers]\n{counts}\n"
+        + "".join(f'{role} = "127.0.0.1:{free_port()}"\n' for role in GRPC_PORTS)
+        + f"[distributed.workers]\n{counts}\n"
     )
 
 
@@ -742,7 +744,9 @@ async def test_roostd_agent_worker_executes_durable_runs(
     address = temporal_env["ROOST_WORKFLOWS__TEMPORAL_ADDRESS"]
     queue = temporal_env["ROOST_WORKFLOWS__TASK_QUEUE"]
     workflows = f'[workflows]\ntemporal_address = "{address}"\ntask_queue = "{queue}"\n'
-    write_config(home, nats_server.url, {"agent": 1, "kv": 1}, extra=workflows)
+    # the agent worker reaches registry, state and secrets through their gRPC services
+    coordination = {"registry": 1, "state": 1, "secret": 1}
+    write_config(home, nats_server.url, {**coordination, "agent": 1, "kv": 1}, extra=workflows)
     proc = start_roostd(tmp_path, home)
     spawned.append(proc)
     status = await asyncio.to_thread(wait_ready, proc, home, tmp_path / "roostd.log")
@@ -786,7 +790,10 @@ def test_roostd_start_rejects_bad_configuration_in_one_line(tmp_path: Path) -> N
             "kv = -1: a worker count is a whole number >= 0",
         ),
         ({"ROOST_BUS__BACKEND": "memory"}, 'distributed mode needs bus.backend = "nats"'),
-        (nats, "roles registry, state, secret, catalog, harness have no runner in this build"),
+        (
+            {**nats, "ROOST_STATE__BACKEND": "postgres"},
+            'state.backend = "postgres" needs state.url',
+        ),
         ({**nats, "ROOST_DISTRIBUTED__WORKERS": json.dumps(ALL_OFF)}, "no workers to run"),
     ]
     for env, message in cases:
@@ -818,5 +825,3 @@ def test_roostd_worker_rejects_an_unknown_or_missing_role(tmp_path: Path) -> Non
     env.pop("ROOST_WORKER_ROLE")
     proc = roostd(env, "worker")
     assert proc.returncode == 2 and "ROOST_WORKER_ROLE is not set" in proc.stderr
-    proc = roostd(env, "worker", "--role", "registry")
-    assert proc.returncode == 2 and "role registry has no runner in this build" in proc.stderr

@@ -47,6 +47,9 @@ class InferenceConfig(_Section):
     timeout_s: float = Field(120.0, gt=0)
     threads: int = Field(0, ge=0)
     """CPU threads for the embedded engine; 0 lets llama.cpp choose."""
+    concurrency: int = Field(64, ge=1)
+    """Chat requests one inference worker serves at once; more wait in its queue. 1 models a
+    CPU-bound engine that generates one answer at a time (llama.cpp), so N workers serve N."""
 
 
 class EmbeddingConfig(_Section):
@@ -90,7 +93,7 @@ WORKER_ROLES: tuple[str, ...] = (
     "catalog",  # gRPC :9094 - models the engines can serve
     "harness",  # gRPC :9091 - start, watch, cancel runs; fork and promote sessions
     "agent",  # Temporal worker: executes durable agent runs; serves tool and agent calls
-    "inference",  # bus service infer (the engines in [distributed] inference_engines)
+    "inference",  # bus service infer (every engine installed on the node)
     "embedding",  # bus service embed
     "kv",  # bus service kv: versioned object storage
     "vec",  # bus service vec: vector storage
@@ -126,8 +129,6 @@ class DistributedConfig(_Section):
     workers: dict[str, int] = Field(default_factory=_default_workers)
     """Worker processes per role on this node; 0 disables a role. Roles not named keep
     their default (1)."""
-    inference_engines: list[str] = []
-    """Engines this node's inference workers serve; empty = every engine."""
     heartbeat_s: float = Field(2.0, gt=0)
     """How often a worker tells the registry (and its supervisor) it is alive."""
     worker_ttl_s: float = Field(10.0, gt=0)

@@ -90,11 +90,6 @@ def plan_node(settings: Settings) -> NodePlan:
             "[distributed.workers] to run without; runnable roles: "
             f"{', '.join(r for r in WORKER_ROLES if r in ROLE_RUNNERS)})"
         )
-    if "inference" in enabled and settings.distributed.inference_engines:
-        raise PlanError(
-            "distributed.inference_engines is not supported yet: an inference worker serves "
-            "every engine (leave it empty)"
-        )
     grouped = {role for phase in PHASES for role in phase}
     groups = [list(phase) for phase in PHASES] + [[r for r in WORKER_ROLES if r not in grouped]]
     argv = worker_argv()

@@ -1,25 +1,34 @@
 """What each worker role runs: the role table of ``roostd``.
 
 A worker process looks its role up in :data:`ROLE_RUNNERS` and awaits the runner until
-SIGTERM. A runner starts serving, says so with ``await link.ready(**details)`` (the
-supervisor waits for that before it starts the next phase), runs until ``stop`` is set,
-then stops serving and returns; the process exits when it returns. An exception ends the
-worker with exit code 1 and the supervisor restarts it.
+SIGTERM. A runner starts serving, registers with the registry (what it serves, with a
+heartbeat: see :class:`~roost.platform.WorkerPresence`), says so with
+``await link.ready(**details)`` (the supervisor waits for that before it starts the next
+phase), runs until ``stop`` is set, then unregisters, stops serving and returns. An
+exception ends the worker with exit code 1 and the supervisor restarts it.
 
-The data-plane roles run on :class:`roost.platform.Platform` (imported inside the runners:
-the supervisor process never needs it). The coordination roles (registry, state, secret,
-catalog, harness) are gRPC services from :mod:`roost.rpc`; ``roostd start`` refuses a
-role that has no runner here.
+Who opens the database: the coordination services (registry, state, secret, harness) and
+the storage workers (kv, vec). The catalog and the data-plane workers (agent, inference,
+embedding) reach registry, state and secrets through the coordination services' gRPC
+clients, so a node running only those needs NATS and the registry's address, never the
+database's credentials.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from roost.config import GRPC_PORTS, WORKER_ROLES, Settings
 from roost.supervisor import WorkerLink
+
+if TYPE_CHECKING:
+    from roost.platform import Platform
+    from roost.stores import RegistryStore, Stores
 
 __all__ = ["BUS_ROLES", "DATABASE_ROLES", "ROLE_RUNNERS", "RoleRunner"]
 
@@ -28,77 +37,188 @@ log = logging.getLogger("roost.daemon")
 RoleRunner = Callable[[Settings, WorkerLink, asyncio.Event], Awaitable[None]]
 """``async def runner(settings, link, stop) -> None``: see the module docstring."""
 
-#: Roles whose workers use NATS: every role but the gRPC coordination services.
-BUS_ROLES: frozenset[str] = frozenset(r for r in WORKER_ROLES if r not in GRPC_PORTS)
-
-#: Roles whose workers open the database (so ``roostd start`` checks that it is reachable).
-#: The coordination services and the storage workers do by design. agent, inference and
-#: embedding are here only while they run on a whole Platform, which opens every store:
-#: once they reach the registry, state and secrets through the gRPC clients, drop them.
-DATABASE_ROLES: frozenset[str] = frozenset(
-    {"registry", "state", "secret", "catalog", "harness", "kv", "vec"}
-    | {"agent", "inference", "embedding"}
+#: Roles whose workers use NATS: every role but the gRPC coordination services. The harness
+#: is both: it serves gRPC and watches runs' events on the bus.
+BUS_ROLES: frozenset[str] = frozenset(
+    {r for r in WORKER_ROLES if r not in GRPC_PORTS} | {"harness"}
 )
 
+#: Roles whose workers open the database (so ``roostd start`` checks that it is reachable).
+DATABASE_ROLES: frozenset[str] = frozenset({"registry", "state", "secret", "harness", "kv", "vec"})
 
-async def _serve_platform(
+#: The bus services of each data-plane role.
+_BUS_SERVICES: dict[str, tuple[str, ...]] = {
+    "agent": ("tool", "agent"),
+    "inference": ("infer",),
+    "embedding": ("embed",),
+    "kv": ("kv",),
+    "vec": ("vec",),
+}
+
+
+def _index() -> int:
+    from roost.daemon._plan import INDEX_ENV
+
+    return int(os.environ.get(INDEX_ENV, "0") or 0)
+
+
+@contextlib.asynccontextmanager
+async def _presence(
     settings: Settings,
-    link: WorkerLink,
-    stop: asyncio.Event,
-    services: Sequence[str],
-    *,
-    runs: bool = False,
-) -> None:
-    """Open a Platform (with the Temporal worker when ``runs``), serve ``services`` on the
-    bus until ``stop``."""
-    from roost.platform import Platform
+    registry: RegistryStore,
+    role: str,
+    capabilities: dict[str, Any],
+    address: str = "",
+) -> AsyncIterator[None]:
+    """Registered with ``registry`` (heartbeats included) for the duration."""
+    from roost.platform import WorkerPresence
 
-    platform = await Platform.open(settings, start_services=False, worker=runs, runs=runs)
+    presence = WorkerPresence(
+        registry,
+        node=settings.distributed.node,
+        role=role,
+        index=_index(),
+        address=address,
+        capabilities=capabilities,
+        heartbeat_s=settings.distributed.heartbeat_s,
+    )
+    await presence.start()
+    try:
+        yield
+    finally:
+        await presence.stop()
+
+
+async def _open_platform(
+    settings: Settings, *, database: bool, runs: bool = False, worker: bool = False
+) -> Platform:
+    from roost.platform import Platform, remote_stores
+
+    stores: Stores | None = None
+    if not database:
+        # another node's registry may still be starting: wait for it (bounded) rather than
+        # crash-loop; the other coordination services start after it
+        from roost.rpc import SERVICE_NAMES, wait_healthy
+
+        config = settings.distributed
+        await wait_healthy(
+            config.address("registry"), SERVICE_NAMES["registry"], config.start_timeout_s
+        )
+        stores = remote_stores(settings)
+    return await Platform.open(
+        settings, start_services=False, worker=worker, runs=runs, stores=stores
+    )
+
+
+async def _serve_bus(role: str, settings: Settings, link: WorkerLink, stop: asyncio.Event) -> None:
+    """A data-plane role: its bus services (and, for ``agent``, the Temporal worker that
+    executes runs) until ``stop``."""
+    from roost.engines import installed_engines
+
+    services: Sequence[str] = _BUS_SERVICES[role]
+    runs = role == "agent"
+    platform = await _open_platform(
+        settings, database=role in DATABASE_ROLES, runs=runs, worker=runs
+    )
     try:
         await platform.start_services(services)
+        capabilities: dict[str, Any] = {"services": list(services)}
+        if role in ("inference", "embedding"):
+            capabilities["engines"] = installed_engines()
         details: dict[str, object] = {"services": ",".join(services)}
         if runs and settings.workflows.engine == "temporal":
-            details["task_queue"] = settings.workflows.task_queue
-        await link.ready(**details)
-        log.info("serving %s on %s", ", ".join(services), settings.bus.url)
-        await stop.wait()
-        log.info("stopping")
+            capabilities["task_queue"] = details["task_queue"] = settings.workflows.task_queue
+        async with _presence(settings, platform.stores.registry, role, capabilities):
+            await link.ready(**details)
+            log.info("serving %s on %s", ", ".join(services), settings.bus.url)
+            await stop.wait()
+            log.info("stopping")
     finally:
         await platform.close()
 
 
-async def run_agent(settings: Settings, link: WorkerLink, stop: asyncio.Event) -> None:
-    """Execute durable agent runs (a Temporal worker on the run task queue) and serve the
-    ``tool`` and ``agent`` bus services the runs call."""
-    await _serve_platform(settings, link, stop, ["tool", "agent"], runs=True)
+async def _serve_grpc(role: str, settings: Settings, link: WorkerLink, stop: asyncio.Event) -> None:
+    """A coordination service: its gRPC servicer on ``listen_host`` and the role's port."""
+    from roost.platform import coordination_servicers
+    from roost.rpc import RpcServer
+
+    config = settings.distributed
+    if role in ("registry", "state", "secret"):
+        platform = None
+        stores = await _open_stores(settings)
+        servicers = _store_servicers(role, stores, config.node or None)
+    else:  # catalog and harness need the platform (the harness with Temporal)
+        platform = await _open_platform(
+            settings, database=role == "harness", runs=role == "harness"
+        )
+        stores = platform.stores
+        servicers = coordination_servicers(platform, [role], node=config.node or None)
+    try:
+        async with RpcServer(servicers, host=config.listen_host, port=config.port(role)) as server:
+            registry = stores.registry
+            expiry = (
+                asyncio.create_task(_expire_workers(registry, config.worker_ttl_s))
+                if role == "registry"
+                else None
+            )
+            advertised = config.address(role)
+            async with _presence(settings, registry, role, {"grpc": role}, advertised):
+                await link.ready(address=server.address)
+                log.info("serving %s on %s", role, server.address)
+                await stop.wait()
+                log.info("stopping")
+            if expiry is not None:
+                expiry.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await expiry
+    finally:
+        if platform is not None:
+            await platform.close()
+        else:
+            await stores.close()
 
 
-async def run_inference(settings: Settings, link: WorkerLink, stop: asyncio.Event) -> None:
-    """Serve ``infer`` (chat models) on the bus."""
-    await _serve_platform(settings, link, stop, ["infer"])
+async def _open_stores(settings: Settings) -> Stores:
+    from roost.stores import open_stores
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    return await open_stores(settings.database_url, settings.home)
 
 
-async def run_embedding(settings: Settings, link: WorkerLink, stop: asyncio.Event) -> None:
-    """Serve ``embed`` (embedding models) on the bus."""
-    await _serve_platform(settings, link, stop, ["embed"])
+def _store_servicers(role: str, stores: Stores, node: str | None) -> list[Any]:
+    from roost.rpc import RegistryServicer, SecretServicer, StateServicer
+
+    if role == "registry":
+        return [RegistryServicer(stores.registry, node=node)]
+    if role == "state":
+        return [StateServicer(stores.state, node=node)]
+    return [SecretServicer(stores.secrets, node=node)]
 
 
-async def run_kv(settings: Settings, link: WorkerLink, stop: asyncio.Event) -> None:
-    """Serve ``kv`` (versioned object storage) on the bus."""
-    await _serve_platform(settings, link, stop, ["kv"])
+async def _expire_workers(registry: RegistryStore, ttl_s: float) -> None:
+    """Forget workers long dead (10 TTLs: recently dead ones still show in ``roost status``)."""
+    from roost.protocol import RoostError
+
+    while True:
+        await asyncio.sleep(ttl_s)
+        try:
+            expired = await registry.expire_workers(10 * ttl_s)
+            if expired:
+                log.info("forgot %d worker(s) not heard from for %.0f s", expired, 10 * ttl_s)
+        except RoostError as exc:
+            log.warning("expiring dead workers failed: %s", exc)
 
 
-async def run_vec(settings: Settings, link: WorkerLink, stop: asyncio.Event) -> None:
-    """Serve ``vec`` (vector storage) on the bus."""
-    await _serve_platform(settings, link, stop, ["vec"])
+def _runner(role: str) -> RoleRunner:
+    serve = _serve_grpc if role in GRPC_PORTS else _serve_bus
+
+    async def run(settings: Settings, link: WorkerLink, stop: asyncio.Event) -> None:
+        await serve(role, settings, link, stop)
+
+    run.__name__ = run.__qualname__ = f"run_{role}"
+    run.__doc__ = f"Run one {role} worker."
+    return run
 
 
-#: The runner of each role this build can run. Roles of WORKER_ROLES missing here (the gRPC
-#: coordination services, until roost.rpc provides them) are refused by ``roostd start``.
-ROLE_RUNNERS: dict[str, RoleRunner] = {
-    "agent": run_agent,
-    "inference": run_inference,
-    "embedding": run_embedding,
-    "kv": run_kv,
-    "vec": run_vec,
-}
+#: The runner of each role.
+ROLE_RUNNERS: dict[str, RoleRunner] = {role: _runner(role) for role in WORKER_ROLES}

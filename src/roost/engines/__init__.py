@@ -33,7 +33,7 @@ from roost.engines._defaults import (
 from roost.engines._llama import LlamaCppEngine
 from roost.engines._ollama import OllamaEngine
 from roost.engines._openai import OpenAIEngine
-from roost.engines._set import EngineSet
+from roost.engines._set import EngineSet, installed_engines
 from roost.engines._st import SentenceTransformerEngine
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "SentenceTransformerEngine",
     "TokenCallback",
     "default_models",
+    "installed_engines",
     "minilm_path",
     "resolve_gguf",
     "resolve_model_dir",

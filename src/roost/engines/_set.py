@@ -16,6 +16,23 @@ _CHAT_ENGINES = ("llama-cpp", "ollama", "openai")
 _EMBEDDING_ENGINES = ("sentence-transformers", "ollama", "openai")
 
 
+#: The library each engine needs (``roost[local]`` brings the embedded ones).
+_ENGINE_MODULES = {
+    "llama-cpp": "llama_cpp",
+    "sentence-transformers": "sentence_transformers",
+    "ollama": "ollama",
+    "openai": "openai",
+}
+
+
+def installed_engines() -> list[str]:
+    """The engines whose libraries this Python environment has (without importing them):
+    what an inference or embedding worker here can serve."""
+    import importlib.util
+
+    return [name for name in ENGINE_NAMES if importlib.util.find_spec(_ENGINE_MODULES[name])]
+
+
 class EngineSet:
     """Maps an engine name (plus, for remote engines, a base URL and API key) to one engine
     instance, created lazily: nothing heavy (torch, llama.cpp, the HTTP clients) is imported

@@ -1,0 +1,5 @@
+"""``python -m roost.daemon`` runs ``roostd``."""
+
+from roost.daemon.main import main
+
+main()
