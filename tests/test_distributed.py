@@ -5,6 +5,7 @@ would. The same agent gives the same output as in local mode."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -144,18 +145,17 @@ class Node:
             return self.proc.wait(10)
 
 
-@pytest.fixture
-def cluster(
-    tmp_path: Path,
-    nats_server: NatsServer,
-    temporal_env: dict[str, str],
-    postgres_server: PostgresServer,
+@contextlib.contextmanager
+def make_cluster(
+    tmp_path: Path, nats_url: str, temporal_env: dict[str, str], postgres: PostgresServer
 ) -> Iterator[tuple[Node, Node, dict[str, str]]]:
-    database = postgres_server.create_database()
+    """A control node (every role but inference, on Postgres) and an inference-only node
+    (no database), not started; and the CLI environment that talks to them."""
+    database = postgres.create_database()
     ports = {role: free_port() for role in GRPC_PORTS}
     addresses = "".join(f'{role} = "127.0.0.1:{port}"\n' for role, port in ports.items())
     common = (
-        f'[bus]\nbackend = "nats"\nurl = "{nats_server.url}"\n'
+        f'[bus]\nbackend = "nats"\nurl = "{nats_url}"\n'
         f'[workflows]\ntemporal_address = "{temporal_env["ROOST_WORKFLOWS__TEMPORAL_ADDRESS"]}"\n'
         f'task_queue = "{temporal_env["ROOST_WORKFLOWS__TASK_QUEUE"]}"\n'
         "[distributed]\nheartbeat_s = 0.5\nworker_ttl_s = 3\nrestart_backoff_s = 0.2\n"
@@ -179,7 +179,18 @@ def cluster(
     finally:
         for node in (inference, control):
             node.stop()
-        postgres_server.drop_database(database.rsplit("/", 1)[1])
+        postgres.drop_database(database.rsplit("/", 1)[1])
+
+
+@pytest.fixture
+def cluster(
+    tmp_path: Path,
+    nats_server: NatsServer,
+    temporal_env: dict[str, str],
+    postgres_server: PostgresServer,
+) -> Iterator[tuple[Node, Node, dict[str, str]]]:
+    with make_cluster(tmp_path, nats_server.url, temporal_env, postgres_server) as nodes:
+        yield nodes
 
 
 def test_an_agent_runs_across_two_nodes_as_it_does_locally(
@@ -296,3 +307,88 @@ def test_killing_an_inference_worker_mid_load_loses_no_run(
         assert wait_until(restarted, 30, "the killed worker to be restarted")["restarts"] == 1
     assert inference.stop() == 0
     assert control.stop() == 0
+
+
+STEPPER = """
+import asyncio
+
+async def run(ctx, input):
+    done = []
+    for i in range(6):
+        await ctx.emit(f"step {i}", i=i)
+        await ctx.kv.put(f"step-{i}", "done")
+        await ctx.step(asyncio.sleep, 0.4)
+        done.append(i)
+    return {"steps": done}
+"""
+
+
+def test_events_projection_and_a_nats_restart_mid_run(
+    tmp_path: Path, temporal_env: dict[str, str], postgres_server: PostgresServer
+) -> None:
+    """With record_events = "projection", runs publish events to JetStream and a projection
+    worker writes them into the DAG. NATS restarts in the middle of a run: the workers
+    reconnect, the run completes, and every event reaches the DAG exactly once."""
+    import asyncio
+
+    from roost.config import ClientSettings
+    from roost.platform import RemotePlatform
+
+    store = tmp_path / "jetstream"
+    with (
+        NatsServer(store_dir=store) as nats,
+        make_cluster(tmp_path, nats.url, temporal_env, postgres_server) as (control, _, client),
+    ):
+        control.workers["projection"] = 1
+        control.config += '[runtime]\nrecord_events = "projection"\nrequest_timeout_s = 5\n'
+        control.start()
+        status = control.wait_ready()
+        assert "projection" in {w["role"] for w in status["workers"]}
+        folder = tmp_path / "src" / "stepper"
+        folder.mkdir(parents=True)
+        (folder / "agent.toml").write_text(
+            'name = "stepper"\nruntime = "python"\nentry = "agent:run"\nservices = ["kv"]\n'
+        )
+        (folder / "agent.py").write_text(textwrap.dedent(STEPPER))
+        deployed = run_cli(client, "agent", "deploy", str(folder))
+        assert deployed.returncode == 0, deployed.stderr
+        addresses = {
+            name[len("ROOST_CLIENT__") :].lower(): value
+            for name, value in client.items()
+            if name.startswith("ROOST_CLIENT__")
+        }
+
+        async def run_through_restart() -> Any:
+            async with RemotePlatform(ClientSettings(**addresses, timeout_s=10)) as remote:
+                seen: list[int] = []
+                run = asyncio.create_task(
+                    remote.run("stepper", None, timeout_s=120, on_event=lambda e: seen.append(1))
+                )
+                await asyncio.sleep(1.0)  # a couple of steps in
+                await asyncio.to_thread(nats.restart)
+                result = await run
+                return result, await remote.session_nodes(result.session.id)
+
+        result, nodes = asyncio.run(run_through_restart())
+        assert result.ok, result.complete.error
+        assert result.output == {"steps": [0, 1, 2, 3, 4, 5]}
+
+        def all_events() -> list[Any] | None:
+            nodes = asyncio.run(_nodes(addresses, result.session.id))
+            found = [n for n in nodes if n.kind == "event" and n.content["type"] == "progress"]
+            return found if len(found) >= 6 else None
+
+        events = wait_until(all_events, 30, "the projection to record every event")
+        assert sorted(e.content["data"]["i"] for e in events) == [0, 1, 2, 3, 4, 5]  # once each
+        puts = [n for n in nodes if n.kind == "request" and n.content.get("op") == "put"]
+        # each put recorded once, even one retried across the restart (same message id)
+        assert sorted(n.content["body"]["key"] for n in puts) == [f"step-{i}" for i in range(6)]
+    assert control.stop() == 0
+
+
+async def _nodes(addresses: dict[str, str], session: str) -> list[Any]:
+    from roost.config import ClientSettings
+    from roost.platform import RemotePlatform
+
+    async with RemotePlatform(ClientSettings(**addresses, timeout_s=10)) as remote:
+        return await remote.session_nodes(session)

@@ -293,3 +293,43 @@ async def test_a_run_keeps_the_tools_of_the_version_it_started_with(
 
     result = await asyncio.wait_for(platform.run("pinned", None, on_event=go_on), 30)
     assert result.output == ["two", "two"]  # a new run uses the new version
+
+
+@pytest.mark.parametrize(
+    "executor", ["inprocess", pytest.param("temporal", marks=pytest.mark.temporal)]
+)
+async def test_events_reach_the_dag_through_the_stream_with_projection(
+    tmp_path: Path, request: pytest.FixtureRequest, executor: str
+) -> None:
+    """record_events = "projection": runs publish events to the durable stream and the
+    projection (in-process on the memory bus) writes them into the DAG, each once."""
+    import asyncio
+
+    from conftest import durable_settings
+    from roost.config import Settings
+
+    runtime = {"record_events": "projection"}
+    if executor == "inprocess":
+        settings = Settings(home=tmp_path / "h", workflows={"engine": "inprocess"}, runtime=runtime)
+    else:
+        settings = durable_settings(tmp_path / "h", request.getfixturevalue("temporal_env"))
+        settings = settings.model_copy(
+            update={"runtime": settings.runtime.model_copy(update=runtime)}
+        )
+    code = "async def run(ctx, input):\n    for i in range(3):\n        await ctx.emit(f'step {i}', i=i)\n    return 'done'\n"
+    async with await Platform.open(settings) as platform:
+        assert platform.projection is not None
+        await platform.deploy(make_agent(tmp_path, "chatty", code))
+        seen: list[str] = []
+        result = await platform.run(
+            "chatty", None, on_event=lambda e: seen.append(e.data["message"])
+        )
+        assert seen == ["step 0", "step 1", "step 2"]  # live, as before
+        for _ in range(100):  # the durable copy arrives shortly after
+            nodes = await platform.session_nodes(result.session.id)
+            events = [n for n in nodes if n.kind == "event"]
+            if len(events) == 3:
+                break
+            await asyncio.sleep(0.05)
+        assert [e.content["data"]["i"] for e in events] == [0, 1, 2]
+        assert platform.projection.recorded == 3

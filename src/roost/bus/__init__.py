@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from roost.bus._base import Bus, Delivery, Handler, Subscription, subject_matches
+from roost.bus._base import (
+    Bus,
+    ConsumerOptions,
+    Delivery,
+    DurableDelivery,
+    DurableHandler,
+    Handler,
+    Reject,
+    Stream,
+    Subscription,
+    subject_matches,
+)
 from roost.bus._memory import MemoryBus
 
 
@@ -19,9 +30,14 @@ def create_bus(backend: str, url: str = "") -> Bus:
 
 __all__ = [
     "Bus",
+    "ConsumerOptions",
     "Delivery",
+    "DurableDelivery",
+    "DurableHandler",
     "Handler",
     "MemoryBus",
+    "Reject",
+    "Stream",
     "Subscription",
     "create_bus",
     "subject_matches",

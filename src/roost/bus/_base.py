@@ -1,13 +1,23 @@
-"""The bus interface: request/reply with queue groups, and publish/subscribe.
+"""The bus interface: request/reply with queue groups, publish/subscribe, and durable
+delivery through streams.
 
 The bus moves bytes; typing happens one layer up (:mod:`roost.services`). Subjects follow
 NATS rules (dot-separated tokens, ``*`` matches one token, ``>`` the rest), and the memory
 backend implements the same rules so that code behaves the same on both.
+
+Durable delivery (JetStream on NATS): a :class:`Stream` keeps every message published on its
+subjects; :meth:`Bus.publish_durable` returns once the stream holds the message (a repeated
+``msg_id`` within the stream's duplicate window is stored once); :meth:`Bus.consume` hands
+each stored message to one member of a named durable consumer and acknowledges it only
+after the handler returns (*ack after work*). A handler that raises gets the message again
+after a delay, at most ``max_attempts`` times in all (*bounded redelivery*); one that raises
+:class:`Reject` drops it at once (a message that can never be processed).
 """
 
 from __future__ import annotations
 
 import abc
+import asyncio
 import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -28,6 +38,57 @@ class Delivery:
 
 
 Handler = Callable[[Delivery], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """A durable log of every message published on ``subjects``."""
+
+    name: str
+    subjects: tuple[str, ...]
+    max_age_s: float = 24 * 3600.0
+    """How long a message is kept (consumed or not)."""
+    duplicate_window_s: float = 120.0
+    """A ``msg_id`` published again within this window is stored once."""
+
+
+@dataclass(frozen=True, slots=True)
+class DurableDelivery:
+    """A stored message handed to a durable consumer; ``attempt`` counts from 1."""
+
+    subject: str
+    data: bytes
+    msg_id: str
+    attempt: int
+    max_attempts: int
+
+    @property
+    def last_attempt(self) -> bool:
+        """Whether a failure now drops the message for good."""
+        return self.attempt >= self.max_attempts
+
+
+DurableHandler = Callable[[DurableDelivery], Awaitable[None]]
+
+
+class Reject(Exception):
+    """Raised by a durable handler for a message that can never be processed (malformed):
+    it is dropped at once instead of being redelivered."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerOptions:
+    """How a durable consumer retries: ``max_attempts`` deliveries in all, the n-th retry
+    after ``retry_delays_s[n]`` (the last delay repeats); a handler running longer than
+    ``ack_wait_s`` counts as failed (its worker may be dead) and the message goes out again."""
+
+    max_attempts: int = 5
+    ack_wait_s: float = 30.0
+    retry_delays_s: tuple[float, ...] = (0.5, 2.0, 5.0, 10.0)
+
+    def delay(self, attempt: int) -> float:
+        """The delay before delivery ``attempt + 1`` after delivery ``attempt`` failed."""
+        return self.retry_delays_s[min(attempt, len(self.retry_delays_s)) - 1]
 
 
 class Subscription(abc.ABC):
@@ -74,6 +135,34 @@ class Bus(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def add_stream(self, stream: Stream) -> None:
+        """Create ``stream`` (or update it to this configuration). Idempotent."""
+
+    @abc.abstractmethod
+    async def publish_durable(
+        self, subject: str, data: bytes, *, msg_id: str, timeout: float = 5.0
+    ) -> bool:
+        """Publish ``data`` and return once a stream holds it: ``False`` if the stream
+        already had ``msg_id`` (a duplicate, stored once). Live subscribers of ``subject``
+        get it too. No stream on the subject: :class:`~roost.protocol.ServiceUnavailableError`."""
+
+    @abc.abstractmethod
+    async def consume(
+        self,
+        stream: Stream,
+        durable: str,
+        handler: DurableHandler,
+        options: ConsumerOptions = ConsumerOptions(),
+    ) -> Subscription:
+        """Deliver ``stream``'s messages to ``handler``, acknowledging each after it returns.
+
+        Consumers with the same ``durable`` name (in any process) share the messages, each
+        message going to one of them; a durable consumer resumes where it left off, and a
+        new one starts at the oldest message the stream keeps. Messages of one consumer
+        are handled one at a time.
+        """
+
+    @abc.abstractmethod
     async def flush(self, timeout: float = 5.0) -> None:
         """Wait until everything published so far has reached the server (no-op in memory)."""
 
@@ -87,6 +176,14 @@ class Bus(abc.ABC):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+async def cancel_and_wait(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait for it to end, cancelling again if an await that was
+    finishing at that moment swallowed the cancellation (a known asyncio race)."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.5)
 
 
 def subject_matches(pattern: str, subject: str) -> bool:

@@ -6,9 +6,24 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
+from dataclasses import dataclass, field
 
-from roost.bus._base import Bus, Delivery, Handler, Subscription, subject_matches, validate_subject
-from roost.protocol import NoRespondersError, ServiceTimeoutError
+from roost.bus._base import (
+    Bus,
+    ConsumerOptions,
+    Delivery,
+    DurableDelivery,
+    DurableHandler,
+    Handler,
+    Reject,
+    Stream,
+    Subscription,
+    cancel_and_wait,
+    subject_matches,
+    validate_subject,
+)
+from roost.protocol import NoRespondersError, ServiceTimeoutError, ServiceUnavailableError
 
 log = logging.getLogger("roost.bus.memory")
 
@@ -52,6 +67,89 @@ class _MemorySubscription(Subscription):
             await self.task
 
 
+@dataclass(slots=True)
+class _Stored:
+    seq: int
+    subject: str
+    data: bytes
+    msg_id: str
+    stored_at: float
+
+
+@dataclass
+class _Consumer:
+    """A durable consumer: the messages waiting for it, shared by its members."""
+
+    options: ConsumerOptions
+    pending: asyncio.Queue[tuple[_Stored, int]] = field(default_factory=asyncio.Queue)
+    members: int = 0
+
+
+@dataclass
+class _MemoryStream:
+    config: Stream
+    messages: list[_Stored] = field(default_factory=list)
+    seen: dict[str, float] = field(default_factory=dict)  # msg_id -> when stored
+    consumers: dict[str, _Consumer] = field(default_factory=dict)
+
+    def retained(self) -> list[_Stored]:
+        cutoff = time.time() - self.config.max_age_s
+        self.messages = [m for m in self.messages if m.stored_at >= cutoff]
+        return self.messages
+
+
+class _MemoryConsumption(Subscription):
+    """One member of a durable consumer: takes waiting messages one at a time."""
+
+    def __init__(
+        self, stream: _MemoryStream, durable: str, consumer: _Consumer, handler: DurableHandler
+    ) -> None:
+        self.subject = ",".join(stream.config.subjects)
+        self.queue = durable
+        self._stream, self._consumer, self._handler = stream, consumer, handler
+        self._task = asyncio.get_running_loop().create_task(self._pump())
+
+    async def _pump(self) -> None:
+        options = self._consumer.options
+        while True:
+            message, attempt = await self._consumer.pending.get()
+            delivery = DurableDelivery(
+                message.subject, message.data, message.msg_id, attempt, options.max_attempts
+            )
+            try:
+                async with asyncio.timeout(options.ack_wait_s):
+                    await self._handler(delivery)
+            except Reject as exc:
+                log.warning("dropped %s from %s: %s", message.msg_id, self.subject, exc)
+            except Exception as exc:
+                if delivery.last_attempt:
+                    log.error(
+                        "dropped %s from %s after %d attempts: %s",
+                        message.msg_id,
+                        self.subject,
+                        attempt,
+                        exc or type(exc).__name__,
+                    )
+                else:
+                    log.warning(
+                        "redelivering %s (attempt %d failed: %s)",
+                        message.msg_id,
+                        attempt,
+                        exc or type(exc).__name__,
+                    )
+                    asyncio.get_running_loop().call_later(
+                        options.delay(attempt),
+                        self._consumer.pending.put_nowait,
+                        (message, attempt + 1),
+                    )
+
+    async def unsubscribe(self) -> None:
+        if self._task.done():
+            return
+        await cancel_and_wait(self._task)
+        self._consumer.members -= 1
+
+
 class MemoryBus(Bus):
     """An in-process bus with NATS subject semantics and queue groups."""
 
@@ -63,6 +161,9 @@ class MemoryBus(Bus):
         self._connected = False
         # subject -> matching subscriptions, invalidated on (un)subscribe
         self._route_cache: dict[str, list[_MemorySubscription]] = {}
+        self._streams: dict[str, _MemoryStream] = {}
+        self._seq = itertools.count(1)
+        self._consumptions: list[_MemoryConsumption] = []
 
     @property
     def is_connected(self) -> bool:
@@ -75,6 +176,69 @@ class MemoryBus(Bus):
         self._connected = False
         for sub in list(self._subs):
             await sub.unsubscribe()
+        for consumption in self._consumptions:
+            await consumption.unsubscribe()
+        self._consumptions.clear()
+
+    # --- durable delivery (the streams live as long as this bus object) ------------------
+
+    async def add_stream(self, stream: Stream) -> None:
+        self._check()
+        for subject in stream.subjects:
+            validate_subject(subject, wildcards=True)
+        existing = self._streams.get(stream.name)
+        if existing is None:
+            self._streams[stream.name] = _MemoryStream(stream)
+        else:
+            existing.config = stream
+
+    def _stream_for(self, subject: str) -> _MemoryStream | None:
+        for stream in self._streams.values():
+            if any(subject_matches(p, subject) for p in stream.config.subjects):
+                return stream
+        return None
+
+    async def publish_durable(
+        self, subject: str, data: bytes, *, msg_id: str, timeout: float = 5.0
+    ) -> bool:
+        self._check()
+        validate_subject(subject, wildcards=False)
+        stream = self._stream_for(subject)
+        if stream is None:
+            raise ServiceUnavailableError(f"no stream keeps messages on {subject!r}")
+        now = time.time()
+        window = stream.config.duplicate_window_s
+        stream.seen = {k: t for k, t in stream.seen.items() if now - t < window}
+        if msg_id in stream.seen:
+            return False
+        stream.seen[msg_id] = now
+        message = _Stored(next(self._seq), subject, data, msg_id, now)
+        stream.retained().append(message)
+        for consumer in stream.consumers.values():
+            consumer.pending.put_nowait((message, 1))
+        for sub in self._targets(subject):  # live subscribers see it as a plain publish
+            sub.inbox.put_nowait(Delivery(subject, data))
+        return True
+
+    async def consume(
+        self,
+        stream: Stream,
+        durable: str,
+        handler: DurableHandler,
+        options: ConsumerOptions = ConsumerOptions(),
+    ) -> Subscription:
+        self._check()
+        await self.add_stream(stream)
+        kept = self._streams[stream.name]
+        consumer = kept.consumers.get(durable)
+        if consumer is None:  # a new durable consumer starts at the oldest kept message
+            consumer = kept.consumers[durable] = _Consumer(options)
+            for message in kept.retained():
+                consumer.pending.put_nowait((message, 1))
+        consumer.members += 1
+        consumption = _MemoryConsumption(kept, durable, consumer, handler)
+        self._consumptions.append(consumption)
+        return consumption
 
     async def flush(self, timeout: float = 5.0) -> None:
         return None

@@ -1,4 +1,6 @@
-"""NATS backend (nats-py). Service calls are core NATS request/reply with queue groups."""
+"""NATS backend (nats-py). Service calls are core NATS request/reply with queue groups;
+durable delivery is JetStream: streams, publishes acknowledged by the server and
+de-duplicated by ``Nats-Msg-Id``, and durable pull consumers with explicit acks."""
 
 from __future__ import annotations
 
@@ -9,11 +11,25 @@ from typing import Any
 
 import nats
 import nats.errors
+import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSub
+from nats.js import api as js_api
 
-from roost.bus._base import Bus, Delivery, Handler, Subscription, validate_subject
+from roost.bus._base import (
+    Bus,
+    ConsumerOptions,
+    Delivery,
+    DurableDelivery,
+    DurableHandler,
+    Handler,
+    Reject,
+    Stream,
+    Subscription,
+    cancel_and_wait,
+    validate_subject,
+)
 from roost.protocol import NoRespondersError, ServiceTimeoutError, ServiceUnavailableError
 
 log = logging.getLogger("roost.bus.nats")
@@ -32,6 +48,85 @@ class _NatsSubscription(Subscription):
             pass
         except nats.errors.BadSubscriptionError:
             pass
+
+
+class _JetStreamConsumption(Subscription):
+    """One member of a durable pull consumer: fetches, handles, acks, until unsubscribed.
+    Survives a NATS restart: fetches fail while the server is away and resume after."""
+
+    def __init__(
+        self,
+        psub: Any,
+        stream: Stream,
+        durable: str,
+        handler: DurableHandler,
+        options: ConsumerOptions,
+    ) -> None:
+        self.subject = ",".join(stream.subjects)
+        self.queue = durable
+        self._psub, self._handler, self._options = psub, handler, options
+        self._task = asyncio.get_running_loop().create_task(self._pump())
+
+    async def _pump(self) -> None:
+        failing = False
+        while True:
+            try:
+                messages = await self._psub.fetch(batch=16, timeout=1.0)
+            except nats.errors.TimeoutError:
+                continue  # nothing waiting
+            except (nats.errors.Error, OSError) as exc:
+                if not failing:
+                    log.warning("fetching from %s failed (retrying): %s", self.queue, exc)
+                failing = True
+                await asyncio.sleep(0.5)
+                continue
+            failing = False
+            for msg in messages:
+                await self._handle(msg)
+
+    async def _handle(self, msg: Msg) -> None:
+        options = self._options
+        attempt = msg.metadata.num_delivered or 1
+        msg_id = (msg.headers or {}).get("Nats-Msg-Id", "")
+        delivery = DurableDelivery(msg.subject, msg.data, msg_id, attempt, options.max_attempts)
+        try:
+            async with asyncio.timeout(options.ack_wait_s):
+                await self._handler(delivery)
+        except Reject as exc:
+            log.warning("dropped %s from %s: %s", msg_id, self.subject, exc)
+            await self._settle(msg.term())
+        except Exception as exc:
+            reason = exc or type(exc).__name__
+            if delivery.last_attempt:
+                log.error(
+                    "dropped %s from %s after %d attempts: %s",
+                    msg_id,
+                    self.subject,
+                    attempt,
+                    reason,
+                )
+                await self._settle(msg.term())
+            else:
+                log.warning("redelivering %s (attempt %d failed: %s)", msg_id, attempt, reason)
+                await self._settle(msg.nak(delay=options.delay(attempt)))
+        else:
+            await self._settle(msg.ack())
+
+    @staticmethod
+    async def _settle(ack: Any) -> None:
+        # an ack lost with the connection is redelivered later: at-least-once, handlers
+        # are idempotent by msg_id
+        try:
+            await ack
+        except (nats.errors.Error, OSError) as exc:
+            log.warning("could not acknowledge a message: %s", exc)
+
+    async def unsubscribe(self) -> None:
+        if self._task.done():
+            return
+        await cancel_and_wait(self._task)
+        with contextlib.suppress(nats.errors.Error):
+            await self._psub.unsubscribe()  # the durable consumer stays on the server
 
 
 class NatsBus(Bus):
@@ -140,6 +235,73 @@ class NatsBus(Bus):
         except nats.errors.ConnectionClosedError as exc:
             raise ServiceUnavailableError(f"NATS connection is closed: {exc}") from exc
         return bytes(msg.data)
+
+    # --- JetStream ---------------------------------------------------------------------
+
+    async def add_stream(self, stream: Stream) -> None:
+        for subject in stream.subjects:
+            validate_subject(subject, wildcards=True)
+        config = js_api.StreamConfig(
+            name=stream.name,
+            subjects=list(stream.subjects),
+            max_age=stream.max_age_s,
+            duplicate_window=stream.duplicate_window_s,
+            storage=js_api.StorageType.FILE,
+        )
+        js = self.client.jetstream()
+        try:
+            try:
+                await js.add_stream(config)
+            except nats.js.errors.BadRequestError:  # exists with another configuration
+                await js.update_stream(config)
+        except nats.js.errors.ServiceUnavailableError as exc:
+            raise ServiceUnavailableError(
+                f"NATS at {self.url} has no JetStream (start nats-server with -js): {exc}"
+            ) from None
+        except nats.errors.TimeoutError:
+            raise ServiceTimeoutError(f"NATS did not create stream {stream.name} in time") from None
+
+    async def publish_durable(
+        self, subject: str, data: bytes, *, msg_id: str, timeout: float = 5.0
+    ) -> bool:
+        validate_subject(subject, wildcards=False)
+        js = self.client.jetstream()
+        try:
+            ack = await js.publish(subject, data, timeout=timeout, headers={"Nats-Msg-Id": msg_id})
+        except nats.js.errors.NoStreamResponseError:
+            raise ServiceUnavailableError(f"no stream keeps messages on {subject!r}") from None
+        except nats.errors.NoRespondersError:
+            raise ServiceUnavailableError(
+                f"no stream keeps messages on {subject!r} (or JetStream is off)"
+            ) from None
+        except nats.errors.TimeoutError:
+            raise ServiceTimeoutError(
+                f"NATS did not store {msg_id} on {subject!r} within {timeout:g}s",
+                subject=subject,
+                timeout=timeout,
+            ) from None
+        return not ack.duplicate
+
+    async def consume(
+        self,
+        stream: Stream,
+        durable: str,
+        handler: DurableHandler,
+        options: ConsumerOptions = ConsumerOptions(),
+    ) -> Subscription:
+        await self.add_stream(stream)
+        config = js_api.ConsumerConfig(
+            durable_name=durable,
+            ack_policy=js_api.AckPolicy.EXPLICIT,
+            deliver_policy=js_api.DeliverPolicy.ALL,
+            max_deliver=options.max_attempts,
+            ack_wait=options.ack_wait_s,
+        )
+        subject = stream.subjects[0] if len(stream.subjects) == 1 else ">"
+        psub = await self.client.jetstream().pull_subscribe(
+            subject, durable=durable, stream=stream.name, config=config
+        )
+        return _JetStreamConsumption(psub, stream, durable, handler, options)
 
     async def subscribe(self, subject: str, handler: Handler, queue: str = "") -> Subscription:
         validate_subject(subject, wildcards=True)

@@ -66,6 +66,11 @@ class RuntimeConfig(_Section):
     """Most model calls one declarative chat run may make (each tool round is a turn)."""
     process_start_timeout_s: float = Field(30.0, gt=0)
     """How long a process-runtime agent may take to answer ``/health``."""
+    record_events: Literal["inline", "projection"] = "inline"
+    """How runs keep the durable copy of their events: ``inline``, each run writes them to
+    the session DAG itself; ``projection``, runs publish them to the JetStream stream
+    ``ROOST_EVENTS`` and ``projection`` workers write them (distributed mode: needs
+    ``bus.backend = "nats"`` and at least one projection worker in the deployment)."""
 
 
 class WorkflowsConfig(_Section):
@@ -97,6 +102,7 @@ WORKER_ROLES: tuple[str, ...] = (
     "embedding",  # bus service embed
     "kv",  # bus service kv: versioned object storage
     "vec",  # bus service vec: vector storage
+    "projection",  # events stream (JetStream) -> session DAG, for record_events = "projection"
 )
 #: The coordination services and the default port each listens on.
 GRPC_PORTS: dict[str, int] = {
@@ -109,7 +115,7 @@ GRPC_PORTS: dict[str, int] = {
 
 
 def _default_workers() -> dict[str, int]:
-    return dict.fromkeys(WORKER_ROLES, 1)
+    return {role: 0 if role == "projection" else 1 for role in WORKER_ROLES}
 
 
 class DistributedConfig(_Section):
@@ -128,7 +134,7 @@ class DistributedConfig(_Section):
     it, and (its port) where a local worker of that role listens."""
     workers: dict[str, int] = Field(default_factory=_default_workers)
     """Worker processes per role on this node; 0 disables a role. Roles not named keep
-    their default (1)."""
+    their default (1; projection 0)."""
     heartbeat_s: float = Field(2.0, gt=0)
     """How often a worker tells the registry (and its supervisor) it is alive."""
     worker_ttl_s: float = Field(10.0, gt=0)

@@ -209,8 +209,37 @@ async def _expire_workers(registry: RegistryStore, ttl_s: float) -> None:
             log.warning("expiring dead workers failed: %s", exc)
 
 
+async def _serve_projection(
+    role: str, settings: Settings, link: WorkerLink, stop: asyncio.Event
+) -> None:
+    """Write the events stream into the session DAG (``[runtime] record_events =
+    "projection"``), through the state service."""
+    from roost.runtime import EventProjection, StateRecorder
+
+    platform = await _open_platform(settings, database=False)
+    try:
+        projection = EventProjection(platform.bus, StateRecorder(platform.stores.state))
+        await projection.start()
+        try:
+            capabilities = {"services": ["projection"]}
+            async with _presence(settings, platform.stores.registry, role, capabilities):
+                await link.ready(consumer="projection")
+                log.info("projecting run events into the session DAG")
+                await stop.wait()
+                log.info("stopping after %d event(s)", projection.recorded)
+        finally:
+            await projection.stop()
+    finally:
+        await platform.close()
+
+
 def _runner(role: str) -> RoleRunner:
-    serve = _serve_grpc if role in GRPC_PORTS else _serve_bus
+    if role in GRPC_PORTS:
+        serve = _serve_grpc
+    elif role == "projection":
+        serve = _serve_projection
+    else:
+        serve = _serve_bus
 
     async def run(settings: Settings, link: WorkerLink, stop: asyncio.Event) -> None:
         await serve(role, settings, link, stop)

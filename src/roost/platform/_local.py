@@ -40,8 +40,11 @@ from roost.protocol import (
     subjects,
 )
 from roost.runtime import (
+    EVENTS_STREAM,
     AgentRuntime,
     ChatRuntime,
+    EventLog,
+    EventProjection,
     Executor,
     Harness,
     InProcessExecutor,
@@ -102,9 +105,13 @@ class Platform:
                 self.provider, start_timeout_s=settings.runtime.process_start_timeout_s
             ),
         }
+        recorder = StateRecorder(stores.state)
+        self.events = EventLog(
+            bus, recorder, via_stream=settings.runtime.record_events == "projection"
+        )
         self.executor: Executor = InProcessExecutor(
             bus,
-            StateRecorder(stores.state),
+            recorder,
             self.get_agent,
             self.runtimes,
             load_history=lambda inv: branch_history(stores.state, inv),
@@ -112,12 +119,14 @@ class Platform:
             default_embedding_model=settings.embedding.default_model,
             request_timeout_s=settings.runtime.request_timeout_s,
             infer_timeout_s=settings.inference.timeout_s,
+            events=self.events,
         )
         self.harness = Harness(
             bus, stores.state, self.executor, run_timeout_s=settings.runtime.run_timeout_s
         )
         self._tool_cache: dict[tuple[str, int], dict[str, Tool]] = {}
         self._materialized: set[str] = set()
+        self.projection: EventProjection | None = None
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -150,6 +159,8 @@ class Platform:
             await _register_defaults(stores, default_models())
             bus = create_bus(settings.bus.backend, settings.bus.url)
             await bus.connect()
+            if settings.runtime.record_events == "projection":
+                await bus.add_stream(EVENTS_STREAM)  # events are published to it
         except BaseException:
             await stores.close()
             raise
@@ -159,6 +170,10 @@ class Platform:
                 await platform._use_temporal(worker=worker)
             if start_services or settings.bus.backend == "memory":
                 await platform.start_services()
+                if settings.runtime.record_events == "projection":
+                    # one process, one bus: the projection runs here like the services
+                    platform.projection = EventProjection(bus, StateRecorder(stores.state))
+                    await platform.projection.start()
         except BaseException:
             await platform.close()
             raise
@@ -183,6 +198,7 @@ class Platform:
             lambda inv: branch_history(self.stores.state, inv),
             self.runtimes["process"],
             heartbeat_every_s=min(2.0, config.heartbeat_timeout_s / 3),
+            events=self.events,
         )
         options = RunOptions(
             request_timeout_s=self.settings.runtime.request_timeout_s,
@@ -210,6 +226,7 @@ class Platform:
                 self.get_model,
                 self._secret_or_none,
                 default_model=self.settings.inference.default_model,
+                concurrency=self.settings.inference.concurrency,
             ),
             "embed": lambda: EmbeddingService(
                 bus,
@@ -231,6 +248,8 @@ class Platform:
     async def close(self) -> None:
         # runs first (they need the services), then the services, then what they use
         await self.executor.close()
+        if self.projection is not None:
+            await self.projection.stop()
         for worker in reversed(self.workers):
             await worker.stop()
         self.workers.clear()

@@ -3,6 +3,7 @@ code, executors and the harness that starts runs."""
 
 from roost.runtime._context import KV, AgentContext, Vectors
 from roost.runtime._dispatch import BusDispatcher, Dispatcher, NullRecorder, Recorder
+from roost.runtime._events import EVENTS_STREAM, EventLog, EventProjection
 from roost.runtime._executor import AgentResolver, Executor, HistoryLoader, InProcessExecutor
 from roost.runtime._harness import EventCallback, Harness, RunResult, StateRecorder
 from roost.runtime._process import ProcessRuntime
@@ -10,6 +11,7 @@ from roost.runtime._provider import ProviderEndpoint
 from roost.runtime._runtimes import AgentRuntime, ChatRuntime, PythonRuntime, prompt_of
 
 __all__ = [
+    "EVENTS_STREAM",
     "KV",
     "AgentContext",
     "AgentResolver",
@@ -18,6 +20,8 @@ __all__ = [
     "ChatRuntime",
     "Dispatcher",
     "EventCallback",
+    "EventLog",
+    "EventProjection",
     "Executor",
     "Harness",
     "HistoryLoader",

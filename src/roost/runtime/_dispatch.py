@@ -29,9 +29,9 @@ from roost.protocol import (
     ServiceName,
     ServiceTimeoutError,
     Usage,
-    encode,
     subjects,
 )
+from roost.runtime._events import EventLog
 from roost.services import call_service, raise_for_error
 
 
@@ -113,10 +113,17 @@ class BusDispatcher:
     """Records each request, sends it over the bus, records the response, returns its body."""
 
     def __init__(
-        self, bus: Bus, recorder: Recorder, invocation: InvokeMessage, agent_version: int = 0
+        self,
+        bus: Bus,
+        recorder: Recorder,
+        invocation: InvokeMessage,
+        agent_version: int = 0,
+        *,
+        events: EventLog | None = None,
     ) -> None:
         self.bus = bus
         self.recorder = recorder
+        self.events = events or EventLog(bus, recorder)
         self.invocation = invocation
         self.agent_version = agent_version
         self._usage = Usage()
@@ -159,9 +166,7 @@ class BusDispatcher:
             agent=inv.agent,
             data=data,
         )
-        if type != "token":  # the durable copy of an event lives in the session DAG
-            await self.recorder.record(event)
-        await self.bus.publish(subjects.events(inv.session), encode(event))
+        await self.events.emit(event)
 
     def now(self) -> float:
         return time.time()

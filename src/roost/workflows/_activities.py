@@ -26,11 +26,10 @@ from roost.protocol import (
     InvalidRequestError,
     InvokeMessage,
     RequestMessage,
-    encode,
-    subjects,
 )
 from roost.runtime._context import AgentContext
 from roost.runtime._dispatch import BusDispatcher, Recorder, dispatch_request
+from roost.runtime._events import EventLog
 from roost.runtime._executor import AgentResolver, HistoryLoader
 from roost.runtime._runtimes import AgentRuntime
 from roost.stores._records import AgentRecord
@@ -56,9 +55,11 @@ class RunActivities:
         process_runtime: AgentRuntime,
         *,
         heartbeat_every_s: float = 2.0,
+        events: EventLog | None = None,
     ) -> None:
         self.bus = bus
         self.recorder = recorder
+        self.events = events or EventLog(bus, recorder)
         self.resolve_agent = resolve_agent
         self.load_history = load_history
         self.process_runtime = process_runtime
@@ -98,9 +99,7 @@ class RunActivities:
     async def emit(self, event: dict[str, Any]) -> None:
         """Publish a run event live and keep its durable copy in the session DAG."""
         with _failures():
-            message = msgspec.convert(event, EventMessage)
-            await self.recorder.record(message)
-            await self.bus.publish(subjects.events(message.session), encode(message))
+            await self.events.emit(msgspec.convert(event, EventMessage))
 
     @activity.defn(name=STEP)
     async def step(self, call: dict[str, Any]) -> Any:
