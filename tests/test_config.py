@@ -73,7 +73,7 @@ def test_distributed_workers_defaults_and_overrides(
     from roost.config import WORKER_ROLES
 
     s = load_settings()
-    assert s.distributed.workers == dict.fromkeys(WORKER_ROLES, 1)
+    assert s.distributed.workers == {r: 0 if r == "projection" else 1 for r in WORKER_ROLES}
     assert (s.distributed.address("registry"), s.distributed.port("catalog")) == (
         "127.0.0.1:9090",
         9094,

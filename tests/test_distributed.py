@@ -218,6 +218,23 @@ def test_an_agent_runs_across_two_nodes_as_it_does_locally(
         ]
         deployed = run_cli(client, "agent", "deploy", str(folder))
         assert deployed.returncode == 0, deployed.stderr
+        # the registry's view of the whole deployment: both nodes, every worker live
+        shown = run_cli(client, "status", "--cluster", "--json")
+        assert shown.returncode == 0, shown.stderr
+        registered = {(w["node"], w["role"]): w for w in json.loads(shown.stdout)["workers"]}
+        assert registered[("gpu-1", "inference")]["capabilities"]["services"] == ["infer"]
+        assert "openai" in registered[("gpu-1", "inference")]["capabilities"]["engines"]
+        assert {role for node, role in registered if node == "control"} == {
+            "registry",
+            "state",
+            "secret",
+            "catalog",
+            "harness",
+            "agent",
+            "kv",
+            "vec",
+        }
+        assert all(w["live"] for w in registered.values())
 
         ran = run_cli(client, "agent", "run", "relay", "-p", "hello cluster")
         assert ran.returncode == 0, ran.stderr + control.output()

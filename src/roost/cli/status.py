@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from roost.cli._common import console, settings
+from roost.cli._common import console, fail, settings
 
 _STYLE = {
     "ready": "green",
@@ -51,11 +51,21 @@ def _last_exit(worker: dict[str, Any], now: float) -> str:
 
 def status(
     as_json: bool = typer.Option(False, "--json", help="Print the status snapshot as JSON."),
+    cluster: bool = typer.Option(
+        False,
+        "--cluster",
+        help="Show every node's workers as the registry knows them (live or dead).",
+    ),
 ) -> None:
     """Show roostd's workers on this node: role, pid, state, restarts, uptime, last exit.
-    Exits 1 when roostd is not running."""
+    Exits 1 when roostd is not running. With --cluster: the workers of every node, from
+    the deployment's registry."""
     from roost.daemon import paths
     from roost.supervisor import read_status
+
+    if cluster:
+        _cluster_status(as_json)
+        return
 
     home = settings().home
     found = read_status(paths.status_path(home), paths.lock_path(home))
@@ -100,5 +110,74 @@ def status(
             str(worker.get("restarts", 0)),
             uptime,
             _last_exit(worker, now),
+        )
+    console.print(table)
+
+
+def _cluster_status(as_json: bool) -> None:
+    """The registry's view: every registered worker of every node, live or dead."""
+    import asyncio
+
+    from roost.config import ConfigError, load_client_settings
+    from roost.protocol import RoostError
+    from roost.rpc import RemoteRegistryStore
+
+    config = settings()
+    try:
+        client = load_client_settings()
+    except ConfigError as exc:
+        fail(str(exc))
+    address = client.address("registry") if client.remote else config.distributed.registry
+    ttl = config.distributed.worker_ttl_s
+
+    async def fetch() -> list[Any]:
+        async with RemoteRegistryStore(address, timeout_s=client.timeout_s) as registry:
+            return await registry.list_workers()
+
+    try:
+        workers = asyncio.run(fetch())
+    except RoostError as exc:
+        fail(str(exc))
+    now = time.time()
+    rows = [
+        {
+            "id": w.id,
+            "node": w.node,
+            "role": w.role,
+            "pid": w.pid,
+            "address": w.address,
+            "capabilities": w.capabilities,
+            "heartbeat_age_s": round(now - w.heartbeat_at, 1),
+            "live": now - w.heartbeat_at <= ttl,
+            "uptime_s": round(now - w.started_at, 1),
+        }
+        for w in workers
+    ]
+    if as_json:
+        typer.echo(json.dumps({"registry": address, "workers": rows}, indent=2))
+        return
+    live = sum(1 for row in rows if row["live"])
+    nodes = len({row["node"] for row in rows})
+    console.print(
+        f"registry {address}: {live}/{len(rows)} workers live on {nodes} node(s)",
+        highlight=False,
+    )
+    table = Table()
+    for column in ("node", "worker", "pid", "state", "heartbeat", "uptime", "serves"):
+        table.add_column(column, no_wrap=column != "serves")
+    for row in rows:
+        caps = row["capabilities"]
+        serves = ", ".join(caps.get("services", [])) or str(caps.get("grpc", ""))
+        if caps.get("engines"):
+            serves += f" ({', '.join(caps['engines'])})"
+        state = "[green]live[/]" if row["live"] else "[red]dead[/]"
+        table.add_row(
+            str(row["node"]),
+            str(row["id"]).split("/", 1)[-1],
+            str(row["pid"]),
+            state,
+            f"{row['heartbeat_age_s']:.0f}s ago",
+            _duration(row["uptime_s"]),
+            serves,
         )
     console.print(table)

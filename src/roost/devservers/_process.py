@@ -315,6 +315,10 @@ class DevServer(abc.ABC):
     :meth:`_own_workdir` and sets ``_process``), the log file name and a label for messages;
     this class gives it the log and process properties, :meth:`stop`, the async variants and
     the (sync and async) context manager protocol.
+
+    A subclass that was given a ``log_dir`` keeps its log there (appended to, never removed)
+    instead of in the temporary work directory; one whose every file has a given place
+    (:meth:`_needs_workdir` false) makes no temporary directory at all.
     """
 
     _label: ClassVar[str]  # the class name in messages and repr, e.g. "NatsServer"
@@ -325,12 +329,15 @@ class DevServer(abc.ABC):
     _port: int | None
     _workdir: Path | None  # owned temp dir (made by start, removed by stop)
     _process: ManagedProcess | None
+    _log_dir: Path | None = None  # given directory for the log (kept); None = the work dir
 
     # --- properties ------------------------------------------------------------------
 
     @property
     def log_path(self) -> Path:
         """File holding the server's output (all runs since :meth:`start`)."""
+        if self._log_dir is not None:
+            return self._log_dir / self._log_name
         if self._workdir is None:
             raise DevServerError(f"{self._label} has no log yet; call start() first")
         return self._workdir / self._log_name
@@ -402,9 +409,17 @@ class DevServer(abc.ABC):
 
     # --- work directory -----------------------------------------------------------------
 
+    def _needs_workdir(self) -> bool:
+        """Whether some file of the server has no given place, so :meth:`start` needs the
+        temporary work directory (subclasses that take directories refine this)."""
+        return self._log_dir is None
+
     def _own_workdir(self, prefix: str) -> bool:
-        """Make the temporary work directory unless there is one; whether it was made now."""
-        if self._workdir is not None:
+        """Make the temporary work directory unless there is one or none is needed (and the
+        given log directory, if any); whether a work directory was made now."""
+        if self._log_dir is not None:
+            self._log_dir.mkdir(parents=True, exist_ok=True)
+        if self._workdir is not None or not self._needs_workdir():
             return False
         self._workdir = make_tempdir(prefix)
         return True

@@ -41,6 +41,8 @@ class NatsServer(DevServer):
         port: TCP port for clients; ``None`` picks a free one (kept across restarts).
         host: address to bind (loopback by default: dev servers are not for the network).
         store_dir: JetStream store; ``None`` uses a temporary directory removed by :meth:`stop`.
+        log_dir: directory for the server's log (kept, appended to); ``None`` keeps it in the
+            temporary directory.
         jetstream: enable JetStream (``-js``).
         binary: path of ``nats-server``; found next to the interpreter or on ``PATH`` if unset.
         extra_args: more command-line arguments for ``nats-server``.
@@ -57,6 +59,7 @@ class NatsServer(DevServer):
         port: int | None = None,
         host: str = "127.0.0.1",
         store_dir: str | Path | None = None,
+        log_dir: str | Path | None = None,
         jetstream: bool = True,
         binary: str | Path | None = None,
         extra_args: Sequence[str] = (),
@@ -66,6 +69,7 @@ class NatsServer(DevServer):
         self.host = host
         self._port = port
         self._store_dir = Path(store_dir) if store_dir is not None else None
+        self._log_dir = Path(log_dir) if log_dir is not None else None
         self.jetstream = jetstream
         self._binary = Path(binary) if binary is not None else None
         self.extra_args = list(extra_args)
@@ -148,6 +152,9 @@ class NatsServer(DevServer):
         return await asyncio.to_thread(self.restart)
 
     # --- internals ----------------------------------------------------------------------
+
+    def _needs_workdir(self) -> bool:
+        return self._log_dir is None or (self.jetstream and self._store_dir is None)
 
     def _argv(self, binary: Path) -> list[str]:
         argv = [str(binary), "--addr", self.host, "--port", str(self.port)]

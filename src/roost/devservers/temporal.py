@@ -289,6 +289,8 @@ class TemporalServer(DevServer):
     Args:
         namespace: namespace to create at launch (``"default"`` always exists).
         db_path: SQLite file to keep state in; ``None`` keeps it in memory (lost on stop).
+        log_dir: directory for the server's log (kept, appended to); ``None`` keeps it in a
+            temporary directory removed by :meth:`stop`.
         host: address to bind (loopback by default: dev servers are not for the network).
         port: gRPC frontend port; ``0`` picks a free one (kept across restarts).
         log_level: server log level: ``debug``, ``info``, ``warn``, ``error`` or ``never``.
@@ -305,6 +307,7 @@ class TemporalServer(DevServer):
         *,
         namespace: str = "default",
         db_path: Path | None = None,
+        log_dir: str | Path | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         log_level: str = "warn",
@@ -318,6 +321,7 @@ class TemporalServer(DevServer):
             )
         self.namespace = namespace
         self.db_path = Path(db_path).absolute() if db_path is not None else None
+        self._log_dir = Path(log_dir).absolute() if log_dir is not None else None
         self.host = host
         self._port = port or None
         self._port_fixed = port != 0

@@ -32,10 +32,8 @@ from roost.protocol import InvalidRequestError, VectorHit, VectorItem
 from roost.stores._db import Database
 from roost.stores._schema import VecCollectionRow, VecItemRow
 from roost.stores._vectors import (
-    MAX_K,
     METRIC,
     PortableVectorReads,
-    as_vector,
     check_names,
     check_where,
     chunks,
@@ -191,38 +189,10 @@ class PgVectorStore(PortableVectorReads):
 
         return await self._db.writing(work, what=f"delete from {namespace}/{collection}")
 
-    async def drop(self, namespace: str, collection: str) -> bool:
-        check_names(namespace, collection)
-
-        def work(s: DbSession) -> bool:
-            coll = find_collection(s, namespace, collection)
-            if coll is None:
-                return False
-            s.execute(text(f"DROP TABLE IF EXISTS {embeddings_table(coll.id)}"))
-            s.execute(delete(VecItemRow).where(VecItemRow.collection_id == coll.id))
-            s.execute(delete(VecCollectionRow).where(VecCollectionRow.id == coll.id))
-            return True
-
-        return await self._db.writing(work, what=f"drop {namespace}/{collection}")
+    def _drop_embeddings(self, s: DbSession, collection_id: int) -> None:
+        s.execute(text(f"DROP TABLE IF EXISTS {embeddings_table(collection_id)}"))
 
     # --- reads -------------------------------------------------------------------------
-
-    async def search(
-        self,
-        namespace: str,
-        collection: str,
-        vector: Sequence[float],
-        k: int = 5,
-        where: Mapping[str, Any] | None = None,
-    ) -> builtins.list[VectorHit]:
-        check_names(namespace, collection)
-        if not 1 <= k <= MAX_K:
-            raise InvalidRequestError(f"k must be between 1 and {MAX_K}, not {k}")
-        query = as_vector(vector, "the query vector")
-        conditions, params = _where_clause(where or {})
-        return await self._db.reading(
-            self._search, namespace, collection, query, k, conditions, params
-        )
 
     def _search(
         self,
@@ -231,9 +201,9 @@ class PgVectorStore(PortableVectorReads):
         collection: str,
         query: list[float],
         k: int,
-        conditions: str,
-        params: dict[str, Any],
+        where: Mapping[str, Any],
     ) -> builtins.list[VectorHit]:
+        conditions, params = _where_clause(where)
         coll = find_collection(s, namespace, collection)
         if coll is None:
             return []

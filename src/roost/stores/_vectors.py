@@ -132,9 +132,55 @@ def _where_clause(where: Mapping[str, Any]) -> tuple[str, list[Any]]:
 
 
 class PortableVectorReads:
-    """The parts of a vector backend that only touch the portable tables."""
+    """What every SQL vector backend shares: the portable tables (collections, ids,
+    metadata, text), argument checks, and the shape of ``drop`` and ``search``. A backend
+    supplies its embedding storage: ``_drop_embeddings`` and ``_search``."""
 
     _db: Database
+
+    def _drop_embeddings(self, s: DbSession, collection_id: int) -> None:
+        raise NotImplementedError
+
+    def _search(
+        self,
+        s: DbSession,
+        namespace: str,
+        collection: str,
+        query: list[float],
+        k: int,
+        where: Mapping[str, Any],
+    ) -> builtins.list[VectorHit]:
+        raise NotImplementedError
+
+    async def drop(self, namespace: str, collection: str) -> bool:
+        check_names(namespace, collection)
+
+        def work(s: DbSession) -> bool:
+            coll = find_collection(s, namespace, collection)
+            if coll is None:
+                return False
+            self._drop_embeddings(s, coll.id)
+            s.execute(delete(VecItemRow).where(VecItemRow.collection_id == coll.id))
+            s.execute(delete(VecCollectionRow).where(VecCollectionRow.id == coll.id))
+            return True
+
+        return await self._db.writing(work, what=f"drop {namespace}/{collection}")
+
+    async def search(
+        self,
+        namespace: str,
+        collection: str,
+        vector: Sequence[float],
+        k: int = 5,
+        where: Mapping[str, Any] | None = None,
+    ) -> builtins.list[VectorHit]:
+        check_names(namespace, collection)
+        if not 1 <= k <= MAX_K:
+            raise InvalidRequestError(f"k must be between 1 and {MAX_K}, not {k}")
+        query = as_vector(vector, "the query vector")
+        return await self._db.reading(
+            self._search, namespace, collection, query, k, dict(where or {})
+        )
 
     async def count(self, namespace: str, collection: str) -> int:
         return await self._db.reading(self._count, namespace, collection)
@@ -287,40 +333,12 @@ class SqliteVecStore(PortableVectorReads):
 
         return await self._db.writing(work, what=f"delete from {namespace}/{collection}")
 
-    async def drop(self, namespace: str, collection: str) -> bool:
-        check_names(namespace, collection)
-
-        def work(s: DbSession) -> bool:
-            coll = find_collection(s, namespace, collection)
-            if coll is None:
-                return False
-            connection = s.connection()
-            _ensure_vec(connection)
-            connection.exec_driver_sql(f"DROP TABLE IF EXISTS {embeddings_table(coll.id)}")
-            s.execute(delete(VecItemRow).where(VecItemRow.collection_id == coll.id))
-            s.execute(delete(VecCollectionRow).where(VecCollectionRow.id == coll.id))
-            return True
-
-        return await self._db.writing(work, what=f"drop {namespace}/{collection}")
+    def _drop_embeddings(self, s: DbSession, collection_id: int) -> None:
+        connection = s.connection()
+        _ensure_vec(connection)
+        connection.exec_driver_sql(f"DROP TABLE IF EXISTS {embeddings_table(collection_id)}")
 
     # --- reads -------------------------------------------------------------------------
-
-    async def search(
-        self,
-        namespace: str,
-        collection: str,
-        vector: Sequence[float],
-        k: int = 5,
-        where: Mapping[str, Any] | None = None,
-    ) -> builtins.list[VectorHit]:
-        check_names(namespace, collection)
-        if not 1 <= k <= MAX_K:
-            raise InvalidRequestError(f"k must be between 1 and {MAX_K}, not {k}")
-        query = as_vector(vector, "the query vector")
-        conditions, params = _where_clause(where or {})
-        return await self._db.reading(
-            self._search, namespace, collection, query, k, conditions, params
-        )
 
     def _search(
         self,
@@ -329,9 +347,9 @@ class SqliteVecStore(PortableVectorReads):
         collection: str,
         query: list[float],
         k: int,
-        conditions: str,
-        params: list[Any],
+        where: Mapping[str, Any],
     ) -> builtins.list[VectorHit]:
+        conditions, params = _where_clause(where)
         coll = find_collection(s, namespace, collection)
         if coll is None:
             return []

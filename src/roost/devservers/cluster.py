@@ -1,0 +1,995 @@
+"""A local dev cluster: distributed mode on one machine, started and stopped by one call.
+
+>>> with DevCluster(home) as cluster:          # doctest: +SKIP
+...     cluster.client_addresses["harness"]    # what `roost` (client.toml) talks to
+
+:class:`DevCluster` starts, in order and each on a free loopback port:
+
+* NATS with JetStream (:class:`~roost.devservers.NatsServer`),
+* Postgres with pgvector (:class:`~roost.devservers.PostgresServer`) and its ``roost``
+  database,
+* a Temporal dev server (:class:`~roost.devservers.TemporalServer`),
+* ``roostd`` (``python -m roost.daemon start``) over them, with every worker role, under its
+  own home ``$ROOST_HOME/dev/node`` and a ``config.toml`` written there,
+
+waits until roostd reports every worker ready, and then writes ``$ROOST_HOME/client.toml`` so
+that plain ``roost`` commands use the cluster. :meth:`DevCluster.stop` undoes it all in reverse
+order: the client file (only the one it wrote), roostd, Temporal, Postgres, NATS.
+
+Every server keeps its data under ``$ROOST_HOME/dev`` (so the next start finds the agents,
+sessions and runs of the last one) and its log in ``$ROOST_HOME/dev/logs``; the workers log in
+``$ROOST_HOME/dev/node/logs``. The ports of the last start are reused when they are free, so
+addresses stay stable across restarts.
+
+One cluster runs per home: a lock (``dev/cluster.lock``, held for the cluster's lifetime and
+released by the kernel if its process dies) guards it, and ``dev/cluster.json`` records the
+addresses and the pids of what runs. :func:`dev_cluster_status` reads both;
+:func:`stop_dev_cluster` stops the cluster from another process, or the processes a killed
+one left behind. Nothing here prints: progress goes to a :class:`Progress`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Protocol, Self
+
+from roost.config import GRPC_PORTS, WORKER_ROLES
+from roost.devservers._process import DevServerError, free_port
+from roost.devservers.nats import NatsServer
+from roost.devservers.postgres import PostgresServer
+from roost.devservers.temporal import TemporalServer
+
+__all__ = [
+    "DEFAULT_WORKERS",
+    "DevCluster",
+    "DevClusterError",
+    "DevClusterStatus",
+    "DevPaths",
+    "Progress",
+    "SilentProgress",
+    "dev_cluster_status",
+    "stop_dev_cluster",
+]
+
+STATE_VERSION = 1
+#: Worker processes per role unless told otherwise: one of each, two where the load goes.
+DEFAULT_WORKERS: dict[str, int] = dict.fromkeys(WORKER_ROLES, 1) | {"agent": 2, "inference": 2}
+DATABASE = "roost"
+_HOST = "127.0.0.1"  # a dev cluster is for this machine only
+# What every file written for the CLI starts with: how a later start or stop recognises its own
+# file (and never touches one the user wrote).
+_CLIENT_MARK = "# written by `roost dev up` for "
+# The order things stop in: the reverse of the start order.
+_STOP_ORDER = ("roostd", "temporal", "postgres", "nats")
+_LABELS = {"nats": "NATS", "postgres": "Postgres", "temporal": "Temporal", "roostd": "roostd"}
+# Postgres' fast shutdown is SIGINT (SIGTERM waits for every client to leave).
+_STOP_SIGNALS = {"postgres": signal.SIGINT}
+_POLL_S = 0.25
+
+# Runs roostd so that it gets SIGTERM (and stops its workers cleanly) should the process that
+# started it die without stopping it: set the parent-death signal, check the parent did not die
+# before that, then exec roostd in the same process. argv: parent pid, then roostd's argv.
+_WITH_PARENT_DEATH_SIGNAL = (
+    "import os, sys; from roost.supervisor import set_parent_death_signal; "
+    "set_parent_death_signal(); "
+    "os.getppid() == int(sys.argv[1]) or sys.exit(70); "
+    "os.execv(sys.argv[2], sys.argv[2:])"
+)
+
+
+class DevClusterError(RuntimeError):
+    """The dev cluster could not start or stop; the message says what failed, in one line."""
+
+
+class Progress(Protocol):
+    """What :class:`DevCluster` reports as it goes (the CLI shows a spinner per step and a
+    line per finished step); :class:`SilentProgress` reports nothing."""
+
+    def step(self, what: str) -> None:
+        """A step begins, e.g. ``"starting NATS"``."""
+
+    def update(self, detail: str) -> None:
+        """News on the current step, e.g. how many workers are ready so far."""
+
+    def done(self, message: str) -> None:
+        """The current step finished, e.g. ``"NATS (JetStream) at nats://127.0.0.1:4222"``."""
+
+    def warn(self, message: str) -> None:
+        """Something the user should know that does not stop the cluster."""
+
+    def failed(self, message: str) -> None:
+        """:meth:`DevCluster.start` failed (or was interrupted: ``"interrupted"``); the steps
+        that stop what it started follow."""
+
+
+class SilentProgress:
+    """A :class:`Progress` that reports nothing (the default)."""
+
+    def step(self, what: str) -> None:
+        pass
+
+    def update(self, detail: str) -> None:
+        pass
+
+    def done(self, message: str) -> None:
+        pass
+
+    def warn(self, message: str) -> None:
+        pass
+
+    def failed(self, message: str) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class DevPaths:
+    """Where a dev cluster keeps its files under ``home`` (``$ROOST_HOME``)."""
+
+    home: Path
+
+    @property
+    def dir(self) -> Path:
+        return self.home / "dev"
+
+    @property
+    def state(self) -> Path:
+        """``cluster.json``: addresses, pids, state."""
+        return self.dir / "cluster.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.dir / "cluster.lock"
+
+    @property
+    def logs(self) -> Path:
+        """The servers' and roostd's logs (the workers log under :attr:`node_home`)."""
+        return self.dir / "logs"
+
+    @property
+    def nats_store(self) -> Path:
+        return self.dir / "nats"
+
+    @property
+    def postgres_data(self) -> Path:
+        return self.dir / "postgres"
+
+    @property
+    def temporal_db(self) -> Path:
+        return self.dir / "temporal" / "temporal.db"
+
+    @property
+    def node_home(self) -> Path:
+        """roostd's own ``ROOST_HOME``: its config, status file and worker logs."""
+        return self.dir / "node"
+
+    @property
+    def node_config(self) -> Path:
+        return self.node_home / "config.toml"
+
+    @property
+    def roostd_log(self) -> Path:
+        return self.logs / "roostd.log"
+
+
+# --- processes ------------------------------------------------------------------------------
+
+
+def _start_ticks(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot), to tell it from a later process
+    that reuses its pid; ``None`` where there is no procfs or the process is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        return int(fields[19])  # field 22 of stat(5); fields[0] here is field 3
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, exited but not reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
+def _process_ref(pid: int | None) -> dict[str, Any] | None:
+    return None if pid is None else {"pid": pid, "start": _start_ticks(pid)}
+
+
+def _still_ours(ref: Mapping[str, Any]) -> bool:
+    """Whether the process ``ref`` recorded still runs (the same one, not a reused pid)."""
+    pid = ref.get("pid")
+    if not isinstance(pid, int) or pid <= 0 or not _alive(pid):
+        return False
+    start = ref.get("start")
+    return start is None or _start_ticks(pid) in (None, start)
+
+
+def _terminate(pid: int, sig: int, grace: float) -> None:
+    """Send ``sig``, then SIGKILL after ``grace`` seconds; return once ``pid`` is gone (or
+    raise :class:`DevClusterError` if even SIGKILL does not end it within 10 s)."""
+    for current, wait in ((sig, grace), (signal.SIGKILL, 10.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, current)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)  # reaps it if it is our child
+            if not _alive(pid):
+                return
+            time.sleep(0.05)
+    raise DevClusterError(f"process {pid} did not exit after SIGKILL")
+
+
+def _port_free(port: int) -> bool:
+    """Whether a server could listen on ``port`` now (SO_REUSEADDR, as servers set it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((_HOST, port))
+        except OSError:
+            return False
+        return True
+
+
+def _port_of(address: object) -> int | None:
+    """The port of ``host:port`` or a URL ending in one (``None`` if there is none)."""
+    if not isinstance(address, str):
+        return None
+    tail = address.rpartition(":")[2].split("/", 1)[0]
+    return int(tail) if tail.isdigit() and 0 < int(tail) < 65536 else None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _read_state(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # absent or mangled: as if no cluster had run
+    return data if isinstance(data, dict) else None
+
+
+def _last_error(path: Path) -> str:
+    """The last line of roostd's log that reports an error ('' if there is none): its own
+    ``roostd: error: ...`` line when it gave up, or a logged ERROR."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 16384))
+            text = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    # only this start's lines: each start writes a "--- roost dev up" header first
+    text = text.rpartition("--- roost dev up")[2]
+    found = [ln.strip() for ln in text.splitlines() if "error" in ln.lower() and ln.strip()]
+    return found[-1] if found else ""
+
+
+def _client_mark(dev_dir: Path) -> str:
+    """The first line of a client file written for the cluster in ``dev_dir``."""
+    return f"{_CLIENT_MARK}{dev_dir}; removed when it stops\n"
+
+
+def _remove_stale_client(paths: DevPaths, state: Mapping[str, Any]) -> str:
+    """Remove the client file a killed cluster of ``paths`` left (recognised by its first
+    line, so a file the user wrote since stays); its path, or '' if there was none."""
+    recorded = state.get("client_config")
+    if not isinstance(recorded, str) or not recorded:
+        return ""
+    path = Path(recorded)
+    try:
+        if not path.read_text().startswith(_client_mark(paths.dir)):
+            return ""
+        path.unlink()
+    except OSError:
+        return ""
+    return str(path)
+
+
+def _toml_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# --- the cluster ----------------------------------------------------------------------------
+
+ClusterState = Literal["idle", "starting", "running", "stopping", "stopped"]
+
+
+class DevCluster:
+    """NATS, Postgres, Temporal and a ``roostd`` node for one ``ROOST_HOME`` (see the module
+    docstring). :meth:`start` returns once every worker is ready; :meth:`stop` stops it all.
+
+    Args:
+        home: the user's ``ROOST_HOME``; everything lives under ``home/dev``.
+        workers: worker processes per role (roles not named: :data:`DEFAULT_WORKERS`).
+        client_config: the file the CLI reads its deployment from (``home/client.toml`` if
+            unset); written once the cluster is ready, removed by :meth:`stop` if unchanged.
+            An existing file that ``roost dev up`` did not write is left alone.
+        ready_timeout_s: how long roostd may take to have every worker ready.
+        stop_timeout_s: how long roostd gets to stop its workers before it is killed.
+        progress: where progress goes (nowhere by default).
+    """
+
+    def __init__(
+        self,
+        home: Path,
+        *,
+        workers: Mapping[str, int] | None = None,
+        client_config: Path | None = None,
+        ready_timeout_s: float = 180.0,
+        stop_timeout_s: float = 60.0,
+        progress: Progress | None = None,
+    ) -> None:
+        self.paths = DevPaths(Path(home).expanduser().absolute())
+        unknown = sorted(set(workers or {}) - set(WORKER_ROLES))
+        if unknown:
+            raise ValueError(
+                f"unknown worker role(s) {', '.join(unknown)} (roles: {', '.join(WORKER_ROLES)})"
+            )
+        negative = [f"{r}={n}" for r, n in (workers or {}).items() if n < 0]
+        if negative:
+            raise ValueError(f"worker counts are whole numbers >= 0, not {', '.join(negative)}")
+        self.workers: dict[str, int] = DEFAULT_WORKERS | dict(workers or {})
+        if not any(self.workers.values()):
+            raise ValueError("no workers to run: every worker count is 0")
+        self.client_config = (
+            Path(client_config) if client_config is not None else self.paths.home / "client.toml"
+        )
+        self.ready_timeout_s = ready_timeout_s
+        self.stop_timeout_s = stop_timeout_s
+        self.progress: Progress = progress or SilentProgress()
+        self.state: ClusterState = "idle"
+        self.nats: NatsServer | None = None
+        self.postgres: PostgresServer | None = None
+        self.temporal: TemporalServer | None = None
+        # the addresses stay known after a stop: cluster.json keeps them for the next start
+        self.nats_url = ""
+        self.database_url = ""
+        self.temporal_address = ""
+        self.roostd: subprocess.Popen[bytes] | None = None
+        self.client_addresses: dict[str, str] = {}
+        """``host:port`` of each coordination service (registry, harness, state, ...)."""
+        self.client_written = False
+        """Whether :attr:`client_config` is the file this cluster wrote."""
+        self.worker_pids: list[dict[str, Any]] = []
+        self.started_at: float | None = None
+        self._client_text = ""
+        self._lock: Any = None  # roost.supervisor.SupervisorLock, held while the cluster runs
+        self._previous: dict[str, Any] = {}
+        self._step = "starting the dev cluster"  # for errors: what was under way
+
+    # --- properties ---------------------------------------------------------------------
+
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` is under way (a second Ctrl-C should :meth:`hurry` it)."""
+        return self.state == "stopping"
+
+    def client_env(self) -> dict[str, str]:
+        """The environment variables equivalent to the written ``client.toml``."""
+        return {f"ROOST_CLIENT__{role.upper()}": a for role, a in self.client_addresses.items()}
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> Self:
+        """Start everything in order and wait until every roostd worker is ready.
+
+        Raises :class:`DevClusterError` naming what failed, after reporting it
+        (:meth:`Progress.failed`) and stopping what was started; an interrupt
+        (KeyboardInterrupt) stops what was started the same way.
+        """
+        from roost.supervisor import AlreadyRunningError, SupervisorLock
+
+        if self.state != "idle":
+            raise DevClusterError(f"this dev cluster was already started (it is {self.state})")
+        self.paths.dir.mkdir(parents=True, exist_ok=True)
+        lock = SupervisorLock(self.paths.lock)
+        try:
+            lock.acquire()
+        except AlreadyRunningError as exc:
+            who = f" (pid {exc.pid})" if exc.pid else ""
+            message = (
+                f"a dev cluster already runs for {self.paths.home}{who}; `roost dev down` stops it"
+            )
+            self.progress.failed(message)
+            raise DevClusterError(message) from None
+        self._lock = lock
+        self.state = "starting"
+        self.started_at = time.time()
+        try:
+            self._previous = _read_state(self.paths.state) or {}
+            self._stop_leftovers()
+            self._record()
+            self._start_nats()
+            self._start_postgres()
+            self._start_temporal()
+            self._start_roostd()
+            self._wait_ready()
+            self._write_client_config()
+            self.state = "running"
+            self._record()
+        except KeyboardInterrupt:
+            self.progress.failed("interrupted")
+            self.stop()
+            raise
+        except Exception as exc:
+            # an unforeseen error (a file that cannot be written, ...) still names its step
+            error = (
+                exc
+                if isinstance(exc, DevClusterError)
+                else DevClusterError(f"{self._step} failed: {type(exc).__name__}: {_one_line(exc)}")
+            )
+            # said before the stop steps are reported, so the cause is the first thing shown
+            self.progress.failed(str(error))
+            self.stop()
+            if error is exc:
+                raise
+            raise error from exc
+        return self
+
+    def stop(self) -> None:
+        """Remove the client file (if it is ours), then stop roostd (SIGTERM, wait), Temporal,
+        Postgres and NATS, reporting each. Idempotent. Raises :class:`DevClusterError` at the
+        end if something could not be stopped (everything else is stopped regardless)."""
+        if self.state in ("idle", "stopped"):
+            return
+        self.state = "stopping"
+        problems: list[str] = []
+        with contextlib.suppress(OSError):
+            self._record()
+        try:
+            self._remove_client_config()
+        except OSError as exc:
+            problems.append(f"cannot remove {self.client_config}: {exc}")
+        if self.roostd is not None:
+            self._stop_step("roostd", self._stop_roostd, problems)
+        for name in ("temporal", "postgres", "nats"):
+            server = getattr(self, name)
+            if server is not None:
+                self._stop_step(name, server.stop, problems)
+                setattr(self, name, None)
+        self.state = "stopped"
+        self.worker_pids = []
+        with contextlib.suppress(OSError):
+            self._record()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+        if problems:
+            raise DevClusterError("; ".join(problems))
+
+    def hurry(self) -> None:
+        """Speed a stop up (a second Ctrl-C): roostd gets its second signal, on which it kills
+        its workers instead of waiting for them."""
+        if self.roostd is not None and self.roostd.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.roostd.send_signal(signal.SIGTERM)
+
+    def wait(self, stop: Callable[[], bool] | None = None) -> str:
+        """Block while everything runs; return why it no longer does (a process that exited),
+        or ``""`` once ``stop()`` returns true. Ctrl-C (KeyboardInterrupt) ends it too. The
+        worker pids in ``cluster.json`` are kept current (roostd restarts crashed workers)."""
+        last_refresh = time.monotonic()
+        while stop is None or not stop():
+            problem = self.check()
+            if problem:
+                return problem
+            if time.monotonic() - last_refresh > 2.0:
+                last_refresh = time.monotonic()
+                pids = self._worker_pids()
+                if pids is not None and pids != self.worker_pids:
+                    self.worker_pids = pids
+                    self._record()
+            time.sleep(_POLL_S)
+        return ""
+
+    def check(self) -> str:
+        """``""`` while every process runs; otherwise what exited, in one line."""
+        if self.roostd is not None and self.roostd.poll() is not None:
+            from roost.supervisor import describe_returncode
+
+            how = describe_returncode(self.roostd.returncode)[2]
+            last = _last_error(self.paths.roostd_log)
+            return (
+                f"roostd exited ({how})"
+                + (f": {last}" if last else "")
+                + (f" (log: {self.paths.roostd_log})")
+            )
+        for name in ("temporal", "postgres", "nats"):
+            server = getattr(self, name)
+            if server is not None and not server.is_running:
+                return f"{_LABELS[name]} exited (log: {server.log_path})"
+        return ""
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # --- starting -----------------------------------------------------------------------
+
+    def _preferred_port(self, key: str) -> int | None:
+        """The port ``key`` had in the last cluster, if it is free now (stable addresses)."""
+        addresses = self._previous.get("addresses")
+        if not isinstance(addresses, dict):
+            return None
+        port = _port_of(addresses.get(key))
+        return port if port is not None and _port_free(port) else None
+
+    def _begin(self, step: str) -> None:
+        self._step = step
+        self.progress.step(step)
+
+    def _fail(self, what: str, exc: BaseException, log: Path | None = None) -> DevClusterError:
+        where = f" (log: {log})" if log is not None else ""
+        return DevClusterError(f"{what} failed: {_one_line(exc)}{where}")
+
+    def _start_nats(self) -> None:
+        self._begin("starting NATS")
+        server = NatsServer(
+            port=self._preferred_port("nats"),
+            store_dir=self.paths.nats_store,
+            log_dir=self.paths.logs,
+            jetstream=True,
+            startup_timeout=30.0,
+        )
+        try:
+            server.start()
+        except (DevServerError, OSError) as exc:
+            raise self._fail("starting NATS", exc, server.log_path) from None
+        self.nats = server
+        self.nats_url = server.url
+        self._record()
+        self.progress.done(f"NATS (JetStream) at {server.url}")
+
+    def _start_postgres(self) -> None:
+        self._begin("starting Postgres")
+        server = PostgresServer(
+            port=self._preferred_port("postgres"),
+            data_dir=self.paths.postgres_data,
+            log_dir=self.paths.logs,
+            # a dev cluster keeps its data: crash safety on, unlike a test cluster
+            durable=True,
+            # every database worker holds a connection pool
+            settings={"max_connections": "200"},
+            startup_timeout=60.0,
+        )
+        try:
+            server.start()
+        except (DevServerError, OSError) as exc:
+            raise self._fail("starting Postgres", exc, server.log_path) from None
+        self.postgres = server
+        self._record()
+        try:
+            self.database_url = server.ensure_database(DATABASE)
+        except Exception as exc:  # the driver's own errors: report their first line
+            raise self._fail(f"creating the database {DATABASE!r}", exc, server.log_path) from None
+        self._record()
+        self.progress.done(f"Postgres (pgvector) at {self.database_url}")
+
+    def _start_temporal(self) -> None:
+        self._begin("starting Temporal")
+        server = TemporalServer(
+            port=self._preferred_port("temporal") or 0,
+            db_path=self.paths.temporal_db,
+            log_dir=self.paths.logs,
+            startup_timeout=90.0,
+        )
+        try:
+            server.start()
+        except (DevServerError, OSError) as exc:
+            raise self._fail("starting Temporal", exc, server.log_path) from None
+        self.temporal = server
+        self.temporal_address = server.address
+        self._record()
+        self.progress.done(f"Temporal at {server.address}")
+
+    def _grpc_ports(self) -> dict[str, int]:
+        """A port per coordination service: last time's when free, else a new free one,
+        never one the servers above use."""
+        taken = {_port_of(a) for a in (self.nats_url, self.database_url, self.temporal_address)}
+        ports: dict[str, int] = {}
+        for role in GRPC_PORTS:
+            port = self._preferred_port(role)
+            while port is None or port in taken:
+                port = free_port(_HOST)
+            taken.add(port)
+            ports[role] = port
+        return ports
+
+    def _node_config(self) -> str:
+        lines = [
+            "# Written by `roost dev up` at every start: change the cluster with its options.",
+            "[bus]",
+            'backend = "nats"',
+            f"url = {_toml_string(self.nats_url)}",
+            "[state]",
+            'backend = "postgres"',
+            f"url = {_toml_string(self.database_url)}",
+            "[workflows]",
+            f"temporal_address = {_toml_string(self.temporal_address)}",
+            # with projection workers, runs' events take the JetStream path to the DAG
+            *(
+                ["[runtime]", 'record_events = "projection"']
+                if self.workers.get("projection", 0) > 0
+                else []
+            ),
+            "[distributed]",
+            f'listen_host = "{_HOST}"',
+            *(f"{role} = {_toml_string(a)}" for role, a in self.client_addresses.items()),
+            "[distributed.workers]",
+            *(f"{role} = {self.workers[role]}" for role in WORKER_ROLES),
+        ]
+        return "\n".join(lines) + "\n"
+
+    def _start_roostd(self) -> None:
+        self._begin("starting roostd")
+        ports = self._grpc_ports()
+        self.client_addresses = {role: f"{_HOST}:{port}" for role, port in ports.items()}
+        node = self.paths.node_home
+        node.mkdir(parents=True, exist_ok=True)
+        _write_atomic(self.paths.node_config, self._node_config())
+        # roostd reads its whole configuration from its own home: ROOST_* variables of this
+        # shell (a bus URL, another home's config file) must not leak into it
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ROOST_")}
+        env["ROOST_HOME"] = str(node)
+        argv = [sys.executable, "-m", "roost.daemon", "start"]
+        if sys.platform.startswith("linux"):
+            argv = [sys.executable, "-c", _WITH_PARENT_DEATH_SIGNAL, str(os.getpid()), *argv]
+        self.paths.logs.mkdir(parents=True, exist_ok=True)
+        with self.paths.roostd_log.open("ab") as log:
+            log.write(f"--- roost dev up: roostd for {node} at {time.ctime()}\n".encode())
+            log.flush()
+            try:
+                self.roostd = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=node,
+                    # its own session: a Ctrl-C in the terminal reaches only `dev up`, which
+                    # then stops everything in order
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise self._fail("starting roostd", exc) from None
+        self._record()
+
+    def _worker_pids(self) -> list[dict[str, Any]] | None:
+        """The workers roostd reports (role, index, pid, state); ``None`` if it reports none."""
+        found = self._roostd_status()
+        if found is None:
+            return None
+        return [
+            {k: w.get(k) for k in ("name", "role", "index", "pid", "state")}
+            for w in found.get("workers") or []
+        ]
+
+    def _roostd_status(self) -> dict[str, Any] | None:
+        from roost.daemon import paths
+        from roost.supervisor import read_status
+
+        home = self.paths.node_home
+        found = read_status(paths.status_path(home), paths.lock_path(home))
+        return found.snapshot if found.running else None
+
+    def _wait_ready(self) -> None:
+        assert self.roostd is not None
+        expected = sum(self.workers.values())
+        deadline = time.monotonic() + self.ready_timeout_s
+        shown = ""
+        while True:
+            problem = self.check()
+            if problem:
+                raise DevClusterError(f"starting roostd failed: {problem}")
+            snapshot = self._roostd_status()
+            workers: list[dict[str, Any]] = (snapshot or {}).get("workers") or []
+            ready = [w for w in workers if w.get("state") == "ready"]
+            running = snapshot is not None and snapshot.get("state") == "running"
+            if running and workers and len(ready) == len(workers):
+                break
+            detail = f"starting roostd: {len(ready)}/{expected} workers ready"
+            if detail != shown:
+                self.progress.update(detail)
+                shown = detail
+            if time.monotonic() >= deadline:
+                waiting = [str(w.get("name")) for w in workers if w.get("state") != "ready"]
+                raise DevClusterError(
+                    f"roostd's workers were not ready within {self.ready_timeout_s:g}s "
+                    f"(still waiting for {', '.join(waiting) or 'roostd to start them'}; "
+                    f"logs: {self.paths.node_home / 'logs'})"
+                )
+            time.sleep(_POLL_S)
+        self.worker_pids = [
+            {k: w.get(k) for k in ("name", "role", "index", "pid", "state")} for w in workers
+        ]
+        self._record()
+        counts = ", ".join(f"{r} {n}" for r, n in self.workers.items() if n)
+        self.progress.done(f"roostd: {len(workers)} workers ready ({counts})")
+
+    # --- the CLI's file ------------------------------------------------------------------
+
+    def _client_mark(self) -> str:
+        return _client_mark(self.paths.dir)
+
+    def _write_client_config(self) -> None:
+        path = self.client_config
+        if path.exists():
+            try:
+                existing = path.read_text()
+            except OSError:
+                existing = ""
+            # a file another dev cluster of this home left (its process was killed) is ours
+            # to replace; any other file is the user's
+            if not existing.startswith(self._client_mark()):
+                self.progress.warn(
+                    f"{path} exists and was not written by `roost dev up`: left as it is, so "
+                    "the CLI keeps using what it names (the variables below select this "
+                    "cluster)"
+                )
+                return
+        lines = [
+            self._client_mark().rstrip("\n"),
+            *(f"{role} = {_toml_string(a)}" for role, a in self.client_addresses.items()),
+        ]
+        text = "\n".join(lines) + "\n"
+        tomllib.loads(text)  # what the CLI will parse: fail here, not there
+        _write_atomic(path, text)
+        self._client_text = text
+        self.client_written = True
+        self._record()
+
+    def _remove_client_config(self) -> None:
+        if not self.client_written:
+            return
+        self.client_written = False
+        try:
+            current = self.client_config.read_text()
+        except FileNotFoundError:
+            return
+        if current == self._client_text:  # changed by hand since: no longer ours to delete
+            self.client_config.unlink(missing_ok=True)
+        else:
+            self.progress.warn(f"{self.client_config} was changed since it was written: kept")
+
+    # --- stopping -----------------------------------------------------------------------
+
+    def _stop_step(self, name: str, stop: Callable[[], object], problems: list[str]) -> None:
+        label = _LABELS[name]
+        self.progress.step(f"stopping {label}")
+        try:
+            stop()
+        except Exception as exc:
+            problems.append(f"stopping {label} failed: {_one_line(exc)}")
+            self.progress.warn(problems[-1])
+            return
+        self.progress.done(f"stopped {label}")
+
+    def _stop_roostd(self) -> None:
+        proc = self.roostd
+        if proc is None:
+            return
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(self.stop_timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+                self.roostd = None
+                raise DevClusterError(
+                    f"roostd did not stop within {self.stop_timeout_s:g}s and was killed"
+                ) from None
+        self.roostd = None
+
+    def _stop_leftovers(self) -> None:
+        """Stop what a previous cluster of this home left running when its process died (we
+        hold the lock, so that process is gone): its Postgres would block ours on the data
+        directory, its roostd on the ports."""
+        processes = self._previous.get("processes")
+        if self._previous.get("state") in (None, "stopped") or not isinstance(processes, dict):
+            return
+        removed = _remove_stale_client(self.paths, self._previous)
+        if removed:
+            self.progress.warn(f"removed the stale {removed} of a killed dev cluster")
+        live = [n for n in _STOP_ORDER if isinstance(processes.get(n), dict)]
+        live = [n for n in live if _still_ours(processes[n])]
+        if not live:
+            return
+        self._begin("stopping what the last dev cluster left running")
+        try:
+            stopped = _stop_processes(processes, live, self.stop_timeout_s)
+        except DevClusterError as exc:
+            raise DevClusterError(f"stopping the last dev cluster's processes: {exc}") from None
+        self.progress.done(f"stopped what the last dev cluster left running: {stopped}")
+
+    # --- state file ---------------------------------------------------------------------
+
+    def _record(self) -> None:
+        """Write ``cluster.json``: what runs now, so another process (``roost dev status``,
+        ``down``, the next ``up``) knows, even should this one be killed."""
+        processes = {
+            "nats": _process_ref(self.nats.pid if self.nats else None),
+            "postgres": _process_ref(self.postgres.pid if self.postgres else None),
+            "temporal": _process_ref(self.temporal.pid if self.temporal else None),
+            "roostd": _process_ref(self.roostd.pid if self.roostd else None),
+        }
+        addresses = {
+            "nats": self.nats_url,
+            "postgres": self.database_url,
+            "temporal": self.temporal_address,
+            **self.client_addresses,
+        }
+        if self.state == "stopped":
+            processes = {}
+            # the addresses stay (the next start reuses their ports if free), also those of
+            # the last cluster that this one did not get to start
+            previous = self._previous.get("addresses")
+            if isinstance(previous, dict):
+                addresses = {**previous, **{k: v for k, v in addresses.items() if v}}
+        state = {
+            "version": STATE_VERSION,
+            "state": self.state,
+            "pid": os.getpid(),
+            "home": str(self.paths.home),
+            "started_at": self.started_at,
+            "updated_at": time.time(),
+            "addresses": {k: v for k, v in addresses.items() if v},
+            "processes": {k: v for k, v in processes.items() if v},
+            "workers": dict(self.workers),
+            "worker_pids": self.worker_pids,
+            "client_config": str(self.client_config) if self.client_written else None,
+            "node_home": str(self.paths.node_home),
+            "logs": str(self.paths.logs),
+            "worker_logs": str(self.paths.node_home / "logs"),
+        }
+        _write_atomic(self.paths.state, json.dumps(state, indent=2) + "\n")
+
+
+def _stop_processes(processes: Mapping[str, Any], names: list[str], grace: float) -> str:
+    """Stop the recorded processes ``names`` (in :data:`_STOP_ORDER`); what was stopped."""
+    stopped = []
+    for name in _STOP_ORDER:
+        ref = processes.get(name)
+        if name in names and isinstance(ref, dict) and _still_ours(ref):
+            _terminate(int(ref["pid"]), _STOP_SIGNALS.get(name, signal.SIGTERM), grace)
+            stopped.append(f"{_LABELS[name]} (pid {ref['pid']})")
+    return ", ".join(stopped)
+
+
+# --- from another process -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DevClusterStatus:
+    """What :func:`dev_cluster_status` found for a home."""
+
+    running: bool
+    """Whether a ``roost dev up`` holds the cluster of this home."""
+    pid: int | None
+    """That process's pid."""
+    state: dict[str, Any] | None
+    """``cluster.json`` as written (addresses, pids, worker counts, ...), if there is one."""
+    reason: str
+    """Why it is not running (empty when it is)."""
+    leftovers: dict[str, int] = field(default_factory=dict)
+    """Processes (name: pid) a killed ``dev up`` left running; ``roost dev down`` stops them."""
+
+
+def dev_cluster_status(home: Path) -> DevClusterStatus:
+    """Whether a dev cluster runs for ``home``: its ``dev up`` process holds the lock, and
+    ``cluster.json`` says what it started."""
+    from roost.supervisor import lock_holder
+
+    paths = DevPaths(Path(home).expanduser().absolute())
+    state = _read_state(paths.state)
+    holder = lock_holder(paths.lock)
+    if holder is not None:
+        pid = holder or (state or {}).get("pid")
+        return DevClusterStatus(True, pid if isinstance(pid, int) else None, state, "")
+    leftovers: dict[str, int] = {}
+    processes = (state or {}).get("processes")
+    if isinstance(processes, dict):
+        for name in _STOP_ORDER:
+            ref = processes.get(name)
+            if isinstance(ref, dict) and _still_ours(ref):
+                leftovers[name] = int(ref["pid"])
+    if state is None:
+        reason = f"no dev cluster has run for {paths.home}"
+    elif leftovers:
+        left = ", ".join(f"{_LABELS[n]} (pid {p})" for n, p in leftovers.items())
+        reason = (
+            f"the `roost dev up` process (pid {state.get('pid')}) is gone without stopping; "
+            f"still running: {left}"
+        )
+    else:
+        reason = "stopped"
+    return DevClusterStatus(False, None, state, reason, leftovers)
+
+
+def stop_dev_cluster(home: Path, *, timeout: float = 90.0) -> str:
+    """Stop the dev cluster of ``home`` from another process: SIGTERM to its ``dev up``
+    process, which stops everything in order; wait (up to ``timeout``) for it to exit. With
+    no such process, stop what a killed one left running. Returns what was done, in one
+    line ('' when nothing ran); raises :class:`DevClusterError` when it does not stop."""
+    paths = DevPaths(Path(home).expanduser().absolute())
+    found = dev_cluster_status(paths.home)
+    if found.running:
+        pid = found.pid
+        if pid is None:
+            raise DevClusterError(
+                f"a dev cluster of {paths.home} holds {paths.lock} but names no pid"
+            )
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while dev_cluster_status(paths.home).running and _alive(pid):
+            if time.monotonic() >= deadline:
+                raise DevClusterError(
+                    f"the `roost dev up` process (pid {pid}) did not stop within {timeout:g}s"
+                )
+            time.sleep(0.1)
+        return f"stopped the dev cluster of {paths.home} (pid {pid})"
+    if found.state is None or found.state.get("state") == "stopped":
+        return ""
+    from roost.supervisor import AlreadyRunningError, SupervisorLock
+
+    # a `dev up` starting meanwhile cleans up itself: never race it (nor overwrite its state)
+    lock = SupervisorLock(paths.lock)
+    try:
+        lock.acquire()
+    except AlreadyRunningError:
+        return ""
+    try:
+        state = _read_state(paths.state) or {}
+        processes = state.get("processes") or {}
+        stopped = ""
+        if isinstance(processes, dict):
+            stopped = _stop_processes(processes, list(_STOP_ORDER), min(timeout, 30.0))
+        removed = _remove_stale_client(paths, state)
+        state = {**state, "state": "stopped", "processes": {}, "worker_pids": []}
+        state.update(client_config=None, updated_at=time.time())
+        _write_atomic(paths.state, json.dumps(state, indent=2) + "\n")
+    finally:
+        lock.release()
+    done = [f"stopped what a killed `roost dev up` left running: {stopped}"] if stopped else []
+    done += [f"removed the stale {removed}"] if removed else []
+    return "; ".join(done)
