@@ -818,6 +818,31 @@ def test_roostd_start_fails_fast_when_nats_is_unreachable(tmp_path: Path) -> Non
     assert not (home / "logs").exists()
 
 
+@pytest.mark.nats
+def test_roostd_start_fails_fast_when_postgres_is_unreachable(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    home = tmp_path / "home"
+    port = free_port()  # nothing listens there
+    database = f"postgresql+psycopg://roost@127.0.0.1:{port}/roost"
+    write_config(home, nats_server.url, {"kv": 1})
+    env = roostd_env(
+        home,
+        ROOST_STATE__BACKEND="postgres",
+        ROOST_STATE__URL=database,
+        ROOST_DISTRIBUTED__CONNECT_TIMEOUT_S="2",
+    )
+    started = time.monotonic()
+    proc = roostd(env, "start", timeout=30)
+    assert time.monotonic() - started < 10
+    assert proc.returncode == 1
+    assert f"cannot reach the database postgresql+psycopg://roost@127.0.0.1:{port}/roost" in (
+        proc.stderr
+    )
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not (home / "logs").exists()
+
+
 def test_roostd_worker_rejects_an_unknown_or_missing_role(tmp_path: Path) -> None:
     env = roostd_env(tmp_path / "home", ROOST_WORKER_ROLE="teleport")
     proc = roostd(env, "worker")
