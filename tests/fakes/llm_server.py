@@ -25,6 +25,8 @@ Behaviour is scripted and observable:
 * every request is logged (:attr:`~FakeLLMServer.requests`, :meth:`~FakeLLMServer.count`);
 * faults are injected for the next N requests: an HTTP status in the API's error shape
   (:meth:`~FakeLLMServer.fail_next`) or a delay (:meth:`~FakeLLMServer.delay_next`);
+* with ``delay_s`` set, every chat request (``/api/chat``, ``/v1/chat/completions``) takes
+  that long to answer, like a model's generation time (requests still run concurrently);
 * with ``api_key`` set, requests without ``Authorization: Bearer <api_key>`` get 401; with
   ``models`` set, unknown model names get 404 like the real servers.
 """
@@ -54,6 +56,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 Flavor = Literal["ollama", "openai"]
 
 DEFAULT_MODELS = ("fake-chat", "fake-embed")
+_CHAT_PATHS = frozenset({"/api/chat", "/v1/chat/completions"})
 
 
 def fake_embedding(text: str, dimension: int) -> list[float]:
@@ -133,8 +136,12 @@ class FakeLLMServer:
         dimension: int = 16,
         api_key: str | None = None,
         host: str = "127.0.0.1",
+        delay_s: float = 0.0,
     ) -> None:
+        if delay_s < 0:
+            raise ValueError(f"delay_s must be >= 0, not {delay_s}")
         self.models: list[str] | None = list(models) if models is not None else None
+        self.delay_s = delay_s
         self.dimension = dimension
         self.api_key = api_key
         self.host = host
@@ -168,7 +175,10 @@ class FakeLLMServer:
     def start(self) -> FakeLLMServer:
         if self._server is not None:
             return self
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto=IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they
+        # are TCP, and the accepted ones inherit it. Without it Nagle's algorithm meets the
+        # client's delayed ACK and every request on a kept-alive connection waits ~40 ms.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, 0))
         self.port = sock.getsockname()[1]
@@ -326,6 +336,8 @@ class FakeLLMServer:
             authorized = request.headers.get("authorization") == f"Bearer {self.api_key}"
             if self.api_key is not None and path not in ("/", "/api/version") and not authorized:
                 return _error(flavor, 401, "invalid api key")
+            if self.delay_s and path in _CHAT_PATHS:
+                await asyncio.sleep(self.delay_s)
             response: Response = await call_next(request)
             return response
 
