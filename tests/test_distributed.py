@@ -87,7 +87,7 @@ class Node:
 
     name: str
     home: Path
-    workers: dict[str, int]
+    workers: dict[str, Any]
     config: str
     proc: subprocess.Popen[str] | None = None
     env: dict[str, str] = field(default_factory=dict)
@@ -95,10 +95,17 @@ class Node:
     def start(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         counts = {role: 0 for role in WORKER_ROLES} | self.workers
+        plain = {r: n for r, n in counts.items() if isinstance(n, int)}
+        tables = {r: n for r, n in counts.items() if isinstance(n, dict)}
         (self.home / "config.toml").write_text(
             self.config
             + "[distributed.workers]\n"
-            + "".join(f"{role} = {count}\n" for role, count in counts.items())
+            + "".join(f"{role} = {count}\n" for role, count in plain.items())
+            + "".join(
+                f"[distributed.workers.{role}]\n"
+                + "".join(f"{engine} = {n}\n" for engine, n in per_engine.items())
+                for role, per_engine in tables.items()
+            )
         )
         self.env = base_env(self.home)
         log = (self.home / "roostd.out").open("w")
@@ -169,7 +176,10 @@ def make_cluster(
         f'[state]\nbackend = "postgres"\nurl = "{database}"\n' + common + 'node = "control"\n',
     )
     # no [state] here: the inference node never opens the database
-    inference = Node("inference", tmp_path / "gpu", {"inference": 2}, common + 'node = "gpu-1"\n')
+    # two workers of the OpenAI-compatible engine only
+    inference = Node(
+        "inference", tmp_path / "gpu", {"inference": {"openai": 2}}, common + 'node = "gpu-1"\n'
+    )
     client = base_env(
         tmp_path / "client",
         **{f"ROOST_CLIENT__{role.upper()}": f"127.0.0.1:{port}" for role, port in ports.items()},
@@ -223,7 +233,14 @@ def test_an_agent_runs_across_two_nodes_as_it_does_locally(
         assert shown.returncode == 0, shown.stderr
         registered = {(w["node"], w["role"]): w for w in json.loads(shown.stdout)["workers"]}
         assert registered[("gpu-1", "inference")]["capabilities"]["services"] == ["infer"]
-        assert "openai" in registered[("gpu-1", "inference")]["capabilities"]["engines"]
+        assert registered[("gpu-1", "inference")]["capabilities"]["engines"] == ["openai"]
+        # an agent on the embedded llama.cpp model: no live worker runs that engine
+        other = make_agent(tmp_path / "other")
+        manifest = other / "agent.toml"
+        manifest.write_text(manifest.read_text().replace("remote-chat", "smollm2"))
+        refused = run_cli(client, "agent", "deploy", str(other))
+        assert refused.returncode == 1
+        assert "engine 'llama-cpp', which no live infer worker serves" in refused.stderr
         assert {role for node, role in registered if node == "control"} == {
             "registry",
             "state",

@@ -114,7 +114,12 @@ GRPC_PORTS: dict[str, int] = {
 }
 
 
-def _default_workers() -> dict[str, int]:
+#: Roles whose workers run model engines, and the engines there are.
+ENGINE_ROLES: tuple[str, ...] = ("inference", "embedding")
+ENGINE_NAMES: tuple[str, ...] = ("llama-cpp", "sentence-transformers", "ollama", "openai")
+
+
+def _default_workers() -> dict[str, int | dict[str, int]]:
     return {role: 0 if role == "projection" else 1 for role in WORKER_ROLES}
 
 
@@ -132,9 +137,12 @@ class DistributedConfig(_Section):
     catalog: str = "127.0.0.1:9094"
     """``host:port`` of each coordination service: where clients and other workers reach
     it, and (its port) where a local worker of that role listens."""
-    workers: dict[str, int] = Field(default_factory=_default_workers)
+    workers: dict[str, int | dict[str, int]] = Field(default_factory=_default_workers)
     """Worker processes per role on this node; 0 disables a role. Roles not named keep
-    their default (1; projection 0)."""
+    their default (1; projection 0). ``inference`` and ``embedding`` also take a table of
+    counts per engine (``[distributed.workers.inference]`` ``llama-cpp = 2``,
+    ``openai = 1``): those workers serve only that engine; a plain count serves every
+    engine installed on the node."""
     heartbeat_s: float = Field(2.0, gt=0)
     """How often a worker tells the registry (and its supervisor) it is alive."""
     worker_ttl_s: float = Field(10.0, gt=0)
@@ -151,7 +159,9 @@ class DistributedConfig(_Section):
 
     @field_validator("workers")
     @classmethod
-    def _check_workers(cls, value: dict[str, int]) -> dict[str, int]:
+    def _check_workers(
+        cls, value: dict[str, int | dict[str, int]]
+    ) -> dict[str, int | dict[str, int]]:
         unknown = sorted(set(value) - set(WORKER_ROLES))
         if unknown:
             raise ValueError(
@@ -159,9 +169,38 @@ class DistributedConfig(_Section):
                 f"(roles: {', '.join(WORKER_ROLES)})"
             )
         for role, count in value.items():
-            if count < 0:
+            if isinstance(count, dict):
+                if role not in ENGINE_ROLES:
+                    raise ValueError(
+                        f"{role}: counts per engine are for {' and '.join(ENGINE_ROLES)} only"
+                    )
+                bad = sorted(set(count) - set(ENGINE_NAMES))
+                if bad:
+                    raise ValueError(
+                        f"{role}: unknown engine(s) {', '.join(map(repr, bad))} "
+                        f"(engines: {', '.join(ENGINE_NAMES)})"
+                    )
+                for engine, n in count.items():
+                    if n < 0:
+                        raise ValueError(
+                            f"{role}.{engine} = {n}: a worker count is a whole number >= 0"
+                        )
+            elif count < 0:
                 raise ValueError(f"{role} = {count}: a worker count is a whole number >= 0")
         return {**_default_workers(), **value}
+
+    def count(self, role: str) -> int:
+        """How many workers of ``role`` this node runs (every engine's, for a table)."""
+        value = self.workers.get(role, 0)
+        return sum(value.values()) if isinstance(value, dict) else value
+
+    def engine_counts(self, role: str) -> list[tuple[str | None, int]]:
+        """``(engine, count)`` pairs of ``role``: ``[(None, n)]`` for a plain count (every
+        installed engine), one pair per engine for a table."""
+        value = self.workers.get(role, 0)
+        if isinstance(value, dict):
+            return [(engine, n) for engine, n in value.items() if n > 0]
+        return [(None, value)] if value > 0 else []
 
     def address(self, role: str) -> str:
         """The ``host:port`` of coordination service ``role``."""
@@ -243,7 +282,7 @@ class _TomlSource(PydanticBaseSettingsSource):
             raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
 
 
-_ENV_SKIP = {"ROOST_CONFIG", "ROOST_WORKER_ROLE"}
+_ENV_SKIP = {"ROOST_CONFIG", "ROOST_WORKER_ROLE", "ROOST_WORKER_INDEX", "ROOST_WORKER_ENGINE"}
 
 
 def config_path() -> Path:

@@ -33,6 +33,7 @@ PHASES: tuple[tuple[str, ...], ...] = (("registry", "state"), ("secret", "catalo
 
 ROLE_ENV = "ROOST_WORKER_ROLE"
 INDEX_ENV = "ROOST_WORKER_INDEX"
+ENGINE_ENV = "ROOST_WORKER_ENGINE"  # an inference / embedding worker of one engine only
 
 
 class PlanError(Exception):
@@ -54,6 +55,13 @@ class NodePlan:
     @property
     def workers(self) -> int:
         return sum(len(phase) for phase in self.phases)
+
+
+def _worker_env(role: str, index: int, engine: str | None) -> dict[str, str]:
+    env = {ROLE_ENV: role, INDEX_ENV: str(index)}
+    if engine is not None:
+        env[ENGINE_ENV] = engine
+    return env
 
 
 def worker_argv() -> list[str]:
@@ -78,8 +86,8 @@ def plan_node(settings: Settings) -> NodePlan:
         raise PlanError(
             'state.backend = "postgres" needs state.url (postgresql+psycopg://USER@HOST/DB)'
         )
-    counts = settings.distributed.workers
-    enabled = [role for role in WORKER_ROLES if counts.get(role, 0) > 0]
+    config = settings.distributed
+    enabled = [role for role in WORKER_ROLES if config.count(role) > 0]
     if not enabled:
         raise PlanError("no workers to run: every count in [distributed] workers is 0")
     missing = [role for role in enabled if role not in ROLE_RUNNERS]
@@ -90,16 +98,29 @@ def plan_node(settings: Settings) -> NodePlan:
             "[distributed.workers] to run without; runnable roles: "
             f"{', '.join(r for r in WORKER_ROLES if r in ROLE_RUNNERS)})"
         )
+    from roost.engines import installed_engines
+
+    installed = installed_engines()
+    for role in ("inference", "embedding"):
+        missing_engines = [e for e, _ in config.engine_counts(role) if e and e not in installed]
+        if missing_engines:
+            raise PlanError(
+                f"distributed.workers.{role}: engine(s) {', '.join(missing_engines)} not "
+                f"installed on this node (installed: {', '.join(installed) or 'none'}; the "
+                "embedded engines come with roost[local])"
+            )
     grouped = {role for phase in PHASES for role in phase}
     groups = [list(phase) for phase in PHASES] + [[r for r in WORKER_ROLES if r not in grouped]]
     argv = worker_argv()
     phases: list[list[WorkerSpec]] = []
     for group in groups:
         specs = [
-            WorkerSpec(role, index, argv, {ROLE_ENV: role, INDEX_ENV: str(index)})
+            WorkerSpec(role, index, argv, _worker_env(role, index, engine))
             for role in WORKER_ROLES
             if role in group
-            for index in range(counts.get(role, 0))
+            for index, engine in enumerate(
+                engine for engine, n in config.engine_counts(role) for _ in range(n)
+            )
         ]
         if specs:
             phases.append(specs)

@@ -121,10 +121,17 @@ async def _serve_bus(role: str, settings: Settings, link: WorkerLink, stop: asyn
         settings, database=role in DATABASE_ROLES, runs=runs, worker=runs
     )
     try:
-        await platform.start_services(services)
-        capabilities: dict[str, Any] = {"services": list(services)}
+        engines: list[str] | None = None
         if role in ("inference", "embedding"):
-            capabilities["engines"] = installed_engines()
+            # one engine ([distributed.workers.inference] llama-cpp = 2), else all installed
+            from roost.daemon._plan import ENGINE_ENV
+
+            only = os.environ.get(ENGINE_ENV, "")
+            engines = [only] if only else installed_engines()
+        await platform.start_services(services, engines=engines)
+        capabilities: dict[str, Any] = {"services": list(services)}
+        if engines is not None:
+            capabilities["engines"] = engines
         details: dict[str, object] = {"services": ",".join(services)}
         if runs and settings.workflows.engine == "temporal":
             capabilities["task_queue"] = details["task_queue"] = settings.workflows.task_queue

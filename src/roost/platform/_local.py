@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ from roost.runtime import (
     EVENTS_STREAM,
     AgentRuntime,
     ChatRuntime,
+    EngineRouter,
     EventLog,
     EventProjection,
     Executor,
@@ -106,6 +107,7 @@ class Platform:
             ),
         }
         recorder = StateRecorder(stores.state)
+        self.router = EngineRouter(self.get_model)
         self.events = EventLog(
             bus, recorder, via_stream=settings.runtime.record_events == "projection"
         )
@@ -120,6 +122,7 @@ class Platform:
             request_timeout_s=settings.runtime.request_timeout_s,
             infer_timeout_s=settings.inference.timeout_s,
             events=self.events,
+            router=self.router,
         )
         self.harness = Harness(
             bus, stores.state, self.executor, run_timeout_s=settings.runtime.run_timeout_s
@@ -199,6 +202,7 @@ class Platform:
             self.runtimes["process"],
             heartbeat_every_s=min(2.0, config.heartbeat_timeout_s / 3),
             events=self.events,
+            router=self.router,
         )
         options = RunOptions(
             request_timeout_s=self.settings.runtime.request_timeout_s,
@@ -217,7 +221,11 @@ class Platform:
         if worker:
             await executor.start_worker()
 
-    async def start_services(self, services: Iterable[str] = LOCAL_SERVICES) -> None:
+    async def start_services(
+        self, services: Iterable[str] = LOCAL_SERVICES, *, engines: Sequence[str] | None = None
+    ) -> None:
+        """Serve ``services`` on the bus from this process. ``engines`` restricts the model
+        services (infer, embed) to those engines (default: every engine)."""
         stores, bus = self.stores, self.bus
         factories: dict[str, Any] = {
             "infer": lambda: InferenceService(
@@ -227,6 +235,7 @@ class Platform:
                 self._secret_or_none,
                 default_model=self.settings.inference.default_model,
                 concurrency=self.settings.inference.concurrency,
+                served_engines=engines,
             ),
             "embed": lambda: EmbeddingService(
                 bus,
@@ -234,6 +243,7 @@ class Platform:
                 self.get_model,
                 self._secret_or_none,
                 default_model=self.settings.embedding.default_model,
+                served_engines=engines,
             ),
             "kv": lambda: KvService(bus, stores.require_kv()),
             "vec": lambda: VectorService(bus, stores.require_vectors()),

@@ -2,7 +2,13 @@
 code, executors and the harness that starts runs."""
 
 from roost.runtime._context import KV, AgentContext, Vectors
-from roost.runtime._dispatch import BusDispatcher, Dispatcher, NullRecorder, Recorder
+from roost.runtime._dispatch import (
+    BusDispatcher,
+    Dispatcher,
+    EngineRouter,
+    NullRecorder,
+    Recorder,
+)
 from roost.runtime._events import EVENTS_STREAM, EventLog, EventProjection
 from roost.runtime._executor import AgentResolver, Executor, HistoryLoader, InProcessExecutor
 from roost.runtime._harness import EventCallback, Harness, RunResult, StateRecorder
@@ -19,6 +25,7 @@ __all__ = [
     "BusDispatcher",
     "ChatRuntime",
     "Dispatcher",
+    "EngineRouter",
     "EventCallback",
     "EventLog",
     "EventProjection",

@@ -12,7 +12,7 @@ import asyncio
 import inspect
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import msgspec
@@ -23,6 +23,7 @@ from roost.protocol import (
     EventType,
     InvokeMessage,
     Message,
+    NotFoundError,
     RequestMessage,
     ResponseMessage,
     RoostError,
@@ -33,6 +34,10 @@ from roost.protocol import (
 )
 from roost.runtime._events import EventLog
 from roost.services import call_service, raise_for_error
+from roost.stores import ModelRecord
+
+ModelLookup = Callable[[str], Awaitable[ModelRecord]]
+"""Model name -> its registry record (:class:`~roost.protocol.NotFoundError` if unknown)."""
 
 
 class Recorder(Protocol):
@@ -85,15 +90,55 @@ class Dispatcher(Protocol):
         ...
 
 
-async def dispatch_request(bus: Bus, recorder: Recorder, request: RequestMessage) -> dict[str, Any]:
-    """Record ``request``, send it to its service, record the answer, return its body.
+class EngineRouter:
+    """Sends a model call to the workers that run the model's engine.
+
+    Inference and embedding workers serve one shard subject per engine they run
+    (``roost.v1.svc.infer.llama-cpp``, ...); the router looks the requested model up (cached
+    for ``ttl_s``) and names its engine's shard, so a request for a llama.cpp model never
+    lands on a node that only talks to OpenAI. Requests it cannot route (other services,
+    no model named, an unknown model: the service reports that) use the plain subject.
+    """
+
+    def __init__(self, resolve_model: ModelLookup, *, ttl_s: float = 30.0) -> None:
+        self.resolve_model = resolve_model
+        self.ttl_s = ttl_s
+        self._engines: dict[str, tuple[str, float]] = {}
+
+    async def shard(self, request: RequestMessage) -> str | None:
+        if (request.service, request.op) not in _ROUTED:
+            return None
+        name = request.body.get("model")
+        if not isinstance(name, str) or not name:
+            return None
+        cached = self._engines.get(name)
+        now = time.monotonic()
+        if cached is not None and now - cached[1] < self.ttl_s:
+            return cached[0]
+        try:
+            model = await self.resolve_model(name)
+        except NotFoundError:
+            return None
+        self._engines[name] = (model.engine, now)
+        return model.engine
+
+
+_ROUTED = frozenset({("infer", "chat"), ("embed", "embed")})
+
+
+async def dispatch_request(
+    bus: Bus, recorder: Recorder, request: RequestMessage, router: EngineRouter | None = None
+) -> dict[str, Any]:
+    """Record ``request``, send it to its service (its engine's shard, with ``router``),
+    record the answer, return its body.
 
     A transport failure (no responders, timeout) is recorded as the call's answer and raised;
     so is a service's error response (:func:`~roost.services.raise_for_error`).
     """
     await recorder.record(request)
     try:
-        response = await call_service(bus, request)
+        shard = await router.shard(request) if router is not None else None
+        response = await call_service(bus, request, shard=shard)
     except RoostError as exc:
         response = ResponseMessage(
             session=request.session,
@@ -120,10 +165,12 @@ class BusDispatcher:
         agent_version: int = 0,
         *,
         events: EventLog | None = None,
+        router: EngineRouter | None = None,
     ) -> None:
         self.bus = bus
         self.recorder = recorder
         self.events = events or EventLog(bus, recorder)
+        self.router = router
         self.invocation = invocation
         self.agent_version = agent_version
         self._usage = Usage()
@@ -149,7 +196,7 @@ class BusDispatcher:
             agent_version=self.agent_version,
             timeout_s=timeout,
         )
-        body = await dispatch_request(self.bus, self.recorder, request)
+        body = await dispatch_request(self.bus, self.recorder, request, self.router)
         usage = body.get("usage")
         if isinstance(usage, dict):
             self._usage = self._usage + msgspec.convert(usage, Usage)

@@ -28,7 +28,7 @@ from roost.protocol import (
 )
 from roost.protocol._errors import CANCELLED, INTERNAL, TIMEOUT
 from roost.runtime._context import AgentContext
-from roost.runtime._dispatch import BusDispatcher, Recorder
+from roost.runtime._dispatch import BusDispatcher, EngineRouter, Recorder
 from roost.runtime._events import EventLog
 from roost.runtime._runtimes import AgentRuntime
 from roost.stores._records import AgentRecord
@@ -102,10 +102,12 @@ class InProcessExecutor:
         request_timeout_s: float = 30.0,
         infer_timeout_s: float = 120.0,
         events: EventLog | None = None,
+        router: EngineRouter | None = None,
     ) -> None:
         self.bus = bus
         self.recorder = recorder
         self.events = events or EventLog(bus, recorder)
+        self.router = router
         self.resolve_agent = resolve_agent
         self.runtimes = runtimes
         self.load_history = load_history
@@ -187,7 +189,9 @@ class InProcessExecutor:
     async def _execute(self, invocation: InvokeMessage) -> CompleteMessage:
         started = time.perf_counter()
         await self.recorder.record(invocation)
-        dispatcher = BusDispatcher(self.bus, self.recorder, invocation, events=self.events)
+        dispatcher = BusDispatcher(
+            self.bus, self.recorder, invocation, events=self.events, router=self.router
+        )
         output: Any = None
         error: ErrorInfo | None = None
         try:

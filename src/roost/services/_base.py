@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar
 
 from roost.bus import Bus, Delivery, Subscription
@@ -44,11 +44,21 @@ class ServiceWorker:
 
     service: ClassVar[ServiceName]
 
-    def __init__(self, bus: Bus, *, shard: str | None = None, concurrency: int = 64) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        *,
+        shard: str | None = None,
+        shards: Sequence[str] = (),
+        concurrency: int = 64,
+    ) -> None:
         self.bus = bus
         self.subject = subjects.service(self.service, shard)
+        # also serve these shards (e.g. the engines an inference worker runs): each shard
+        # subject is its own queue group, shared with every other worker serving the shard
+        self.subjects = [self.subject] + [subjects.service(self.service, s) for s in shards]
         self._limit = asyncio.Semaphore(concurrency)
-        self._sub: Subscription | None = None
+        self._subs: list[Subscription] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._ops: dict[str, OpHandler] = {
             name[3:]: getattr(self, name) for name in dir(self) if name.startswith("op_")
@@ -61,17 +71,16 @@ class ServiceWorker:
         return sorted(self._ops)
 
     async def start(self) -> None:
-        """Subscribe to the service subject (queue group = subject)."""
-        if self._sub is None:
-            self._sub = await self.bus.subscribe(
-                self.subject, self._on_delivery, queue=self.subject
-            )
+        """Subscribe to the service subject and its shards (queue group = subject)."""
+        if not self._subs:
+            for subject in self.subjects:
+                sub = await self.bus.subscribe(subject, self._on_delivery, queue=subject)
+                self._subs.append(sub)
 
     async def stop(self) -> None:
         """Stop taking requests and wait for those in flight."""
-        if self._sub is not None:
-            await self._sub.unsubscribe()
-            self._sub = None
+        while self._subs:
+            await self._subs.pop().unsubscribe()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -24,6 +25,8 @@ from roost.services.inference import (
     ModelResolver,
     SecretLookup,
     api_key_for,
+    engine_shards,
+    require_served,
     resolve,
 )
 
@@ -50,9 +53,11 @@ class EmbeddingService(ServiceWorker):
         default_model: str = "minilm",
         list_models: ModelLister | None = None,
         max_inputs: int = 2048,
+        served_engines: Sequence[str] | None = None,
         **kw: Any,
     ) -> None:
-        super().__init__(bus, **kw)
+        super().__init__(bus, shards=engine_shards(served_engines), **kw)
+        self.served_engines = served_engines
         self.engines = engines
         self.resolve_model = resolve_model
         self.api_key_lookup = api_key_lookup
@@ -70,6 +75,7 @@ class EmbeddingService(ServiceWorker):
                 f"{len(embed.inputs)} inputs in one embed request; at most {self.max_inputs}"
             )
         model = await resolve(name, "embedding", self.resolve_model, self.list_models)
+        require_served(model, self.served_engines)
         engine = self.engines.embedding_engine(model, await api_key_for(model, self.api_key_lookup))
         try:
             result = await asyncio.wait_for(

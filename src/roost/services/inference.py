@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from roost.bus import Bus
-from roost.engines import EngineSet, TokenCallback
+from roost.engines import ENGINE_NAMES, EngineSet, TokenCallback
 from roost.protocol import (
     ChatRequest,
     EventMessage,
@@ -24,6 +24,7 @@ from roost.protocol import (
     RequestMessage,
     RoostError,
     ServiceTimeoutError,
+    ServiceUnavailableError,
     encode,
     from_body,
     subjects,
@@ -43,6 +44,24 @@ SecretLookup = Callable[[str], Awaitable[str | None]]
 """Secret name -> its value, ``None`` when no such secret is set."""
 
 ModelLister = Callable[[], Awaitable[list[ModelRecord]]]
+
+
+def engine_shards(served: Sequence[str] | None) -> list[str]:
+    """The shard subjects an inference or embedding worker serves: one per engine it runs
+    (``served``; ``None``: every engine, as the one process of local mode does). Callers
+    route a model's requests to its engine's shard (see :class:`roost.runtime.EngineRouter`)."""
+    return list(served) if served else list(ENGINE_NAMES)
+
+
+def require_served(model: ModelRecord, served: Sequence[str] | None) -> None:
+    """A worker restricted to some engines refuses another's model (retryable: a request
+    that reached it on the service's plain subject can go to a worker that runs it)."""
+    if served and model.engine not in served:
+        raise ServiceUnavailableError(
+            f"this worker serves engine(s) {', '.join(served)}, not {model.engine} "
+            f"(model {model.name!r})",
+            model=model.name,
+        )
 
 
 async def resolve(
@@ -125,9 +144,11 @@ class InferenceService(ServiceWorker):
         *,
         default_model: str = "smollm2",
         list_models: ModelLister | None = None,
+        served_engines: Sequence[str] | None = None,
         **kw: Any,
     ) -> None:
-        super().__init__(bus, **kw)
+        super().__init__(bus, shards=engine_shards(served_engines), **kw)
+        self.served_engines = served_engines
         self.engines = engines
         self.resolve_model = resolve_model
         self.api_key_lookup = api_key_lookup
@@ -142,6 +163,7 @@ class InferenceService(ServiceWorker):
         if not chat.messages:
             raise InvalidRequestError("a chat request needs at least one message")
         model = await resolve(name, "chat", self.resolve_model, self.list_models)
+        require_served(model, self.served_engines)
         engine = self.engines.chat_engine(model, await api_key_for(model, self.api_key_lookup))
         on_token = self._token_publisher(request) if chat.stream else None
         try:

@@ -28,7 +28,7 @@ from roost.protocol import (
     RequestMessage,
 )
 from roost.runtime._context import AgentContext
-from roost.runtime._dispatch import BusDispatcher, Recorder, dispatch_request
+from roost.runtime._dispatch import BusDispatcher, EngineRouter, Recorder, dispatch_request
 from roost.runtime._events import EventLog
 from roost.runtime._executor import AgentResolver, HistoryLoader
 from roost.runtime._runtimes import AgentRuntime
@@ -56,10 +56,12 @@ class RunActivities:
         *,
         heartbeat_every_s: float = 2.0,
         events: EventLog | None = None,
+        router: EngineRouter | None = None,
     ) -> None:
         self.bus = bus
         self.recorder = recorder
         self.events = events or EventLog(bus, recorder)
+        self.router = router
         self.resolve_agent = resolve_agent
         self.load_history = load_history
         self.process_runtime = process_runtime
@@ -93,7 +95,7 @@ class RunActivities:
         with _failures():
             req = msgspec.convert(request, RequestMessage)
             async with self._heartbeats():
-                return await dispatch_request(self.bus, self.recorder, req)
+                return await dispatch_request(self.bus, self.recorder, req, self.router)
 
     @activity.defn(name=EMIT)
     async def emit(self, event: dict[str, Any]) -> None:
