@@ -93,7 +93,7 @@ def test_distributed_workers_defaults_and_overrides(
         ("[distributed.workers]\nkv = -1\n", "kv = -1: a worker count is a whole number >= 0"),
         (
             "[distributed.workers]\nkv = 1.5\n",
-            "distributed.workers.kv: Input should be a valid integer",
+            "kv = 1.5: a worker count is a whole number >= 0",
         ),
         ('[distributed]\nregistry = "nohost"\n', "'nohost' is not host:port"),
         ("[distributed]\nheartbeat_s = 0\n", "distributed.heartbeat_s"),

@@ -157,6 +157,30 @@ class DistributedConfig(_Section):
     connect_timeout_s: float = Field(10.0, gt=0)
     """How long to wait for NATS, Postgres or a coordination service before failing."""
 
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _normalize_counts(cls, value: Any) -> Any:
+        """Counts as whole numbers (environment values arrive as text), one clear message
+        for anything else."""
+        if not isinstance(value, dict):
+            return value
+
+        def count(name: str, n: Any) -> int:
+            if isinstance(n, str) and n.strip().lstrip("-").isdigit():
+                n = int(n)
+            if isinstance(n, bool) or not isinstance(n, int):
+                raise ValueError(f"{name} = {n!r}: a worker count is a whole number >= 0")
+            return n
+
+        return {
+            role: (
+                {engine: count(f"{role}.{engine}", n) for engine, n in n_or_table.items()}
+                if isinstance(n_or_table, dict)
+                else count(role, n_or_table)
+            )
+            for role, n_or_table in value.items()
+        }
+
     @field_validator("workers")
     @classmethod
     def _check_workers(
