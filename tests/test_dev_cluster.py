@@ -14,11 +14,13 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from cli_helpers import cli_env, run_cli, wait_until
 
 pytestmark = [pytest.mark.nats, pytest.mark.temporal, pytest.mark.postgres, pytest.mark.e2e]
 
@@ -41,37 +43,6 @@ def make_agent(root: Path) -> Path:
     )
     (folder / "agent.py").write_text(textwrap.dedent(COUNTER))
     return folder
-
-
-def cli_env(home: Path, **extra: str) -> dict[str, str]:
-    env = {**os.environ, "ROOST_HOME": str(home), "NO_COLOR": "1", "COLUMNS": "200"}
-    for name in list(env):
-        if name in ("ROOST_CONFIG", "ROOST_CLIENT_CONFIG") or name.startswith("ROOST_CLIENT__"):
-            env.pop(name)
-    return env | extra
-
-
-def run_cli(
-    env: dict[str, str], *args: str, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "roost", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
 
 
 def alive(pid: int) -> bool:

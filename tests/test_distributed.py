@@ -12,14 +12,14 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cli_helpers import cli_env, run_cli, wait_until
 from fakes import FakeLLMServer
 from roost.config import GRPC_PORTS, WORKER_ROLES
 from roost.devservers import NatsServer, PostgresServer, free_port
@@ -50,37 +50,6 @@ def make_agent(root: Path) -> Path:
     return folder
 
 
-def base_env(home: Path, **extra: str) -> dict[str, str]:
-    env = {**os.environ, "ROOST_HOME": str(home), "NO_COLOR": "1", "COLUMNS": "200"}
-    for name in list(env):
-        if name == "ROOST_CONFIG" or name.startswith("ROOST_CLIENT"):
-            env.pop(name)
-    return env | extra
-
-
-def run_cli(
-    env: dict[str, str], *args: str, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "roost", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-
-
 @dataclass
 class Node:
     """One roostd node: its home, config and supervisor process."""
@@ -107,7 +76,7 @@ class Node:
                 for role, per_engine in tables.items()
             )
         )
-        self.env = base_env(self.home)
+        self.env = cli_env(self.home)
         log = (self.home / "roostd.out").open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "roost.daemon", "start"],
@@ -180,7 +149,7 @@ def make_cluster(
     inference = Node(
         "inference", tmp_path / "gpu", {"inference": {"openai": 2}}, common + 'node = "gpu-1"\n'
     )
-    client = base_env(
+    client = cli_env(
         tmp_path / "client",
         **{f"ROOST_CLIENT__{role.upper()}": f"127.0.0.1:{port}" for role, port in ports.items()},
     )
@@ -265,7 +234,7 @@ def test_an_agent_runs_across_two_nodes_as_it_does_locally(
         assert "relay" in sessions.stdout, sessions.stderr
 
         # the same agent in local mode (one process, its own embedded services)
-        local = base_env(tmp_path / "local", ROOST_WORKFLOWS__ENGINE="inprocess")
+        local = cli_env(tmp_path / "local", ROOST_WORKFLOWS__ENGINE="inprocess")
         assert run_cli(local, *model, "--base-url", llm.openai_url).returncode == 0
         assert run_cli(local, "agent", "deploy", str(folder)).returncode == 0
         alone = run_cli(local, "agent", "run", "relay", "-p", "hello cluster")

@@ -1,0 +1,49 @@
+"""Driving the ``roost`` CLI from tests as a user would: a clean environment for a home, a
+subprocess per command, and polling for what a command eventually shows."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli_env(home: Path, **extra: str) -> dict[str, str]:
+    """This process's environment for a CLI on ``home``: no config file or deployment of
+    the caller's leaks in (``extra`` is added last)."""
+    env = {**os.environ, "ROOST_HOME": str(home), "NO_COLOR": "1", "COLUMNS": "200"}
+    for name in list(env):
+        if name in ("ROOST_CONFIG", "ROOST_CLIENT_CONFIG") or name.startswith("ROOST_CLIENT__"):
+            env.pop(name)
+    return env | extra
+
+
+def run_cli(
+    env: dict[str, str], *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``roost ARGS`` in a subprocess, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "roost", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    """``check()``'s first truthy result, polled every 0.2 s for up to ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
