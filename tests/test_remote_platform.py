@@ -152,3 +152,43 @@ async def test_the_cli_talks_to_a_deployment(served: tuple[Platform, str], tmp_p
     listed = await asyncio.to_thread(roost, "session", "list")
     assert "counter" in listed.stdout
     assert not (tmp_path / "cli-home" / "roost.db").exists()  # no local platform was opened
+
+
+async def test_a_worker_on_remote_stores_runs_agents_and_caches_model_lookups(
+    served: tuple[Platform, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A platform whose registry, state and secrets are the gRPC services (as an agent or
+    inference worker's): it runs agents, and asks the registry for a model once per few
+    seconds, not once per call."""
+    import roost.platform._local as local
+    from roost.platform import remote_stores
+
+    server, address = served
+    greeter = "from .lib import hello\nasync def run(ctx, input):\n    return hello(input)\n"
+    folder = make_agent(tmp_path / "src", "greeter", greeter, services=())
+    (folder / "lib.py").write_text("def hello(name):\n    return f'hello {name}'\n")
+    await server.deploy(folder)
+    settings = Settings(
+        home=tmp_path / "worker",
+        workflows={"engine": "inprocess"},
+        distributed={"registry": address, "state": address, "secret": address},
+    )
+    async with await Platform.open(settings, stores=remote_stores(settings)) as worker:
+        assert worker.stores.db is None and worker.stores.kv is None
+        assert (await worker.run("greeter", "you")).output == "hello you"  # from the bundle
+        asked: list[str] = []
+        real = worker.stores.registry.get_model
+
+        async def counting(name: str):  # type: ignore[no-untyped-def]
+            asked.append(name)
+            return await real(name)
+
+        monkeypatch.setattr(worker.stores.registry, "get_model", counting)
+        for _ in range(3):
+            assert (await worker.get_model("smollm2")).engine == "llama-cpp"
+        assert asked == ["smollm2"]
+        monkeypatch.setattr(local, "MODEL_CACHE_S", 0.0)
+        await worker.get_model("smollm2")
+        assert asked == ["smollm2", "smollm2"]
+        with pytest.raises(NotFoundError, match="unknown model 'nope'"):
+            await worker.get_model("nope")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -78,6 +79,8 @@ from roost.tools import Tool, builtin_tools, tool_from_function
 log = logging.getLogger("roost.platform")
 
 LOCAL_SERVICES = ("infer", "embed", "kv", "vec", "tool", "agent")
+MODEL_CACHE_S = 5.0
+"""How long a process without the database trusts a model record it fetched."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,7 @@ class Platform:
         self._tool_cache: dict[tuple[str, int], dict[str, Tool]] = {}
         self._materialized: set[str] = set()
         self.projection: EventProjection | None = None
+        self._model_cache: dict[str, tuple[ModelRecord, float]] = {}
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -172,7 +176,13 @@ class Platform:
             if settings.workflows.engine == "temporal" and (runs or worker):
                 await platform._use_temporal(worker=worker)
             if start_services or settings.bus.backend == "memory":
-                await platform.start_services()
+                # storage services only where this process has the stores
+                await platform.start_services(
+                    name
+                    for name in LOCAL_SERVICES
+                    if not (name == "kv" and stores.kv is None)
+                    and not (name == "vec" and stores.vectors is None)
+                )
                 if settings.runtime.record_events == "projection":
                     # one process, one bus: the projection runs here like the services
                     platform.projection = EventProjection(bus, StateRecorder(stores.state))
@@ -564,9 +574,19 @@ class Platform:
     # --- models and secrets ------------------------------------------------------------
 
     async def get_model(self, name: str) -> ModelRecord:
+        # a worker on remote stores would ask the registry over the network for every
+        # model call; it keeps what it learnt for a few seconds instead (a re-registered
+        # model reaches it within MODEL_CACHE_S)
+        remote = self.stores.db is None
+        if remote:
+            cached = self._model_cache.get(name)
+            if cached is not None and time.monotonic() - cached[1] < MODEL_CACHE_S:
+                return cached[0]
         model = await self.stores.registry.get_model(name)
         if model is None:
             raise NotFoundError(f"unknown model {name!r}; see `roost model list`")
+        if remote:
+            self._model_cache[name] = (model, time.monotonic())
         return model
 
     async def list_models(self) -> list[ModelRecord]:
@@ -594,11 +614,13 @@ class Platform:
             dimension=dimension,
         )
         await self.stores.registry.add_model(record, replace=replace)
+        self._model_cache.pop(name, None)
         return record
 
     async def remove_model(self, name: str) -> None:
         await self.get_model(name)
         await self.stores.registry.remove_model(name)
+        self._model_cache.pop(name, None)
 
     async def available_models(
         self, engine: str | None = None, base_url: str = ""
