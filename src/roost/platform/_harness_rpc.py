@@ -39,10 +39,10 @@ from roost.rpc._convert import (
     session_from_pb,
     session_to_pb,
 )
-from roost.rpc._errors import abort_with, error_from_rpc
+from roost.rpc._errors import abort_with
 from roost.rpc._gen import harness_pb2 as pb
 from roost.rpc._gen import harness_pb2_grpc
-from roost.rpc._service import Context, ServicerBase, rpc_method, service_label
+from roost.rpc._service import Context, ServicerBase, rpc_method
 from roost.runtime import RunResult
 from roost.runtime._executor import RunInfo
 from roost.runtime._harness import EventCallback
@@ -283,15 +283,9 @@ class RemoteHarness(RpcClient):
     async def _stream(
         self, method: str, request: Any, on_event: EventCallback | None, deadline: float
     ) -> RunResult:
-        if self._channel is None:  # RpcClient opens its channel lazily, in the running loop
-            self._channel = grpc.aio.insecure_channel(self.address, options=self._options)
-        call = self._channel.unary_stream(
-            f"/{self.service_name}/{method}",
-            request_serializer=lambda m: m.SerializeToString(),
-            response_deserializer=pb.RunUpdate.FromString,
-        )
-        try:
-            async for update in call(request, timeout=deadline):
+        updates = self.stream(method, request, pb.RunUpdate, timeout_s=deadline)
+        async with contextlib.aclosing(updates):
+            async for update in updates:
                 if update.HasField("event_json"):
                     if on_event is not None:
                         result = on_event(decode(update.event_json, EventMessage))
@@ -304,14 +298,6 @@ class RemoteHarness(RpcClient):
                     branch=done.branch,
                     complete=decode(done.complete_json, CompleteMessage),
                 )
-        except grpc.RpcError as exc:
-            raise error_from_rpc(
-                exc,
-                target=self.target,
-                method=f"{service_label(self.service_name).capitalize()}.{method}",
-                timeout_s=deadline,
-                types=self.error_types,
-            ) from None
         raise InvalidRequestError(f"{self.target}: the {method} stream ended without a result")
 
     async def cancel(self, run_id: str) -> None:

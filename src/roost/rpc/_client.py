@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 from types import TracebackType
 from typing import Any, ClassVar, Self, TypeVar
 
@@ -85,13 +85,26 @@ class RpcClient:
         """How errors name the peer: ``registry at 127.0.0.1:9090``."""
         return f"{service_label(self.service_name)} at {self.address}"
 
+    def _open_channel(self) -> grpc.aio.Channel:
+        """The channel, opened on first use (in the running event loop)."""
+        if self._channel is None:
+            self._channel = grpc.aio.insecure_channel(self.address, options=self._options)
+        return self._channel
+
+    def _error(self, exc: grpc.RpcError, method: str, timeout_s: float) -> RoostError:
+        return error_from_rpc(
+            exc,
+            target=self.target,
+            method=f"{service_label(self.service_name).capitalize()}.{method}",
+            timeout_s=timeout_s,
+            types=self.error_types,
+        )
+
     async def call(self, method: str, request: Message, reply_type: type[_Rep]) -> _Rep:
         """Call ``method`` (``GetAgent``) with a deadline; its reply, or a roost error."""
         multicallable = self._calls.get(method)
         if multicallable is None:
-            if self._channel is None:
-                self._channel = grpc.aio.insecure_channel(self.address, options=self._options)
-            multicallable = self._channel.unary_unary(
+            multicallable = self._open_channel().unary_unary(
                 f"/{self.service_name}/{method}",
                 request_serializer=_serialize,
                 response_deserializer=reply_type.FromString,
@@ -100,14 +113,24 @@ class RpcClient:
         try:
             reply: _Rep = await multicallable(request, timeout=self.timeout_s)
         except grpc.RpcError as exc:
-            raise error_from_rpc(
-                exc,
-                target=self.target,
-                method=f"{service_label(self.service_name).capitalize()}.{method}",
-                timeout_s=self.timeout_s,
-                types=self.error_types,
-            ) from None
+            raise self._error(exc, method, self.timeout_s) from None
         return reply
+
+    async def stream(
+        self, method: str, request: Message, reply_type: type[_Rep], *, timeout_s: float
+    ) -> AsyncGenerator[_Rep, None]:
+        """Call server-streaming ``method``; its replies as they come, or a roost error.
+        ``timeout_s`` bounds the whole stream (a run's lasts as long as the run)."""
+        call = self._open_channel().unary_stream(
+            f"/{self.service_name}/{method}",
+            request_serializer=_serialize,
+            response_deserializer=reply_type.FromString,
+        )
+        try:
+            async for reply in call(request, timeout=timeout_s):
+                yield reply
+        except grpc.RpcError as exc:
+            raise self._error(exc, method, timeout_s) from None
 
     async def ping(self) -> PingInfo:
         """Ask the service who it is (role, node, version, clock): a cheap liveness check."""
