@@ -27,7 +27,7 @@ from roost.agents import (
 from roost.agents._loader import EntryPointError, load_entry
 from roost.bus import Bus, create_bus
 from roost.config import Settings
-from roost.engines import EngineSet, default_models
+from roost.engines import ENGINE_NAMES, EngineSet, default_models
 from roost.platform._presence import engines_served, serving
 from roost.protocol import (
     AgentCall,
@@ -109,14 +109,15 @@ class Platform:
                 self.provider, start_timeout_s=settings.runtime.process_start_timeout_s
             ),
         }
-        recorder = StateRecorder(stores.state)
+        # one recorder of this process's protocol messages into the session DAG
+        self.recorder = StateRecorder(stores.state)
         self.router = EngineRouter(self.get_model)
         self.events = EventLog(
-            bus, recorder, via_stream=settings.runtime.record_events == "projection"
+            bus, self.recorder, via_stream=settings.runtime.record_events == "projection"
         )
         self.executor: Executor = InProcessExecutor(
             bus,
-            recorder,
+            self.recorder,
             self.get_agent,
             self.runtimes,
             load_history=lambda inv: branch_history(stores.state, inv),
@@ -185,7 +186,7 @@ class Platform:
                 )
                 if settings.runtime.record_events == "projection":
                     # one process, one bus: the projection runs here like the services
-                    platform.projection = EventProjection(bus, StateRecorder(stores.state))
+                    platform.projection = EventProjection(bus, platform.recorder)
                     await platform.projection.start()
         except BaseException:
             await platform.close()
@@ -206,7 +207,7 @@ class Platform:
         client = await connect_temporal(address, config.namespace, timeout=config.connect_timeout_s)
         activities = RunActivities(
             self.bus,
-            StateRecorder(self.stores.state),
+            self.recorder,
             self.get_agent,
             lambda inv: branch_history(self.stores.state, inv),
             self.runtimes["process"],
@@ -671,9 +672,8 @@ def model_record(
     dimension: int = 0,
 ) -> ModelRecord:
     """A model registration, checked (``roost model add``, locally or remotely)."""
-    engines = ("llama-cpp", "sentence-transformers", "ollama", "openai")
-    if engine not in engines:
-        raise InvalidRequestError(f"unknown engine {engine!r} (one of: {', '.join(engines)})")
+    if engine not in ENGINE_NAMES:
+        raise InvalidRequestError(f"unknown engine {engine!r} (one of: {', '.join(ENGINE_NAMES)})")
     if kind not in ("chat", "embedding"):
         raise InvalidRequestError(f"model kind must be 'chat' or 'embedding', not {kind!r}")
     if engine in ("ollama", "openai") and not base_url:
