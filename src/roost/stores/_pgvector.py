@@ -21,16 +21,15 @@ matches ``1`` and ``1.0`` but not ``true`` or ``"1"``.
 from __future__ import annotations
 
 import builtins
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import delete, insert, text, update
+from sqlalchemy import delete, text
 from sqlalchemy.orm import Session as DbSession
 
-from roost.protocol import InvalidRequestError, VectorHit, VectorItem
+from roost.protocol import InvalidRequestError, VectorHit
 from roost.stores._db import Database
-from roost.stores._schema import VecCollectionRow, VecItemRow
+from roost.stores._schema import VecItemRow
 from roost.stores._vectors import (
     METRIC,
     PortableVectorReads,
@@ -40,7 +39,6 @@ from roost.stores._vectors import (
     embeddings_table,
     find_collection,
     keys_of,
-    latest_items,
 )
 
 
@@ -91,86 +89,31 @@ class PgVectorStore(PortableVectorReads):
 
     # --- writes ------------------------------------------------------------------------
 
-    async def upsert(self, namespace: str, collection: str, items: Sequence[VectorItem]) -> int:
-        check_names(namespace, collection)
-        latest, dimension = latest_items(items)
-        if not latest:
-            return 0
-
-        def work(s: DbSession) -> int:
-            coll = find_collection(s, namespace, collection)
-            if coll is None:
-                # a concurrent creator makes one of these fail (IntegrityError): retried
-                s.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
-                coll = VecCollectionRow(
-                    namespace=namespace,
-                    name=collection,
-                    dimension=dimension,
-                    metric=METRIC,
-                    created_at=time.time(),
-                )
-                s.add(coll)
-                s.flush()
-                s.execute(
-                    text(
-                        f"CREATE TABLE {embeddings_table(coll.id)} ("
-                        "key integer PRIMARY KEY REFERENCES vec_items (key) ON DELETE CASCADE, "
-                        f"embedding vector({dimension}) NOT NULL)"
-                    )
-                )
-            elif coll.dimension != dimension:
-                raise InvalidRequestError(
-                    f"collection {collection!r} holds vectors of dimension {coll.dimension}; "
-                    f"these have dimension {dimension}"
-                )
-            existing = keys_of(s, coll.id, list(latest))
-            now = time.time()
-            if existing:
-                s.execute(
-                    update(VecItemRow),
-                    [
-                        {
-                            "key": key,
-                            "item_metadata": dict(latest[item_id][0].metadata),
-                            "text": latest[item_id][0].text,
-                            "updated_at": now,
-                        }
-                        for item_id, key in existing.items()
-                    ],
-                )
-            new = [item_id for item_id in latest if item_id not in existing]
-            keys = dict(existing)
-            if new:
-                inserted = s.execute(
-                    insert(VecItemRow).returning(
-                        VecItemRow.item_id, VecItemRow.key, sort_by_parameter_order=True
-                    ),
-                    [
-                        {
-                            "collection_id": coll.id,
-                            "item_id": item_id,
-                            "item_metadata": dict(latest[item_id][0].metadata),
-                            "text": latest[item_id][0].text,
-                            "updated_at": now,
-                        }
-                        for item_id in new
-                    ],
-                )
-                keys.update((item_id, key) for item_id, key in inserted)
-            s.execute(
-                text(
-                    f"INSERT INTO {embeddings_table(coll.id)} (key, embedding) "
-                    "VALUES (:key, CAST(:embedding AS vector)) "
-                    "ON CONFLICT (key) DO UPDATE SET embedding = EXCLUDED.embedding"
-                ),
-                [
-                    {"key": keys[item_id], "embedding": _literal(vector)}
-                    for item_id, (_, vector) in latest.items()
-                ],
+    def _create_embeddings(self, s: DbSession, collection_id: int, dimension: int) -> None:
+        s.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
+        s.execute(
+            text(
+                f"CREATE TABLE {embeddings_table(collection_id)} ("
+                "key integer PRIMARY KEY REFERENCES vec_items (key) ON DELETE CASCADE, "
+                f"embedding vector({dimension}) NOT NULL)"
             )
-            return len(latest)
+        )
 
-        return await self._db.writing(work, what=f"upsert into {namespace}/{collection}")
+    def _write_embeddings(
+        self,
+        s: DbSession,
+        collection_id: int,
+        replaced: Iterable[int],
+        vectors: Iterable[tuple[int, list[float]]],
+    ) -> None:
+        s.execute(
+            text(
+                f"INSERT INTO {embeddings_table(collection_id)} (key, embedding) "
+                "VALUES (:key, CAST(:embedding AS vector)) "
+                "ON CONFLICT (key) DO UPDATE SET embedding = EXCLUDED.embedding"
+            ),
+            [{"key": key, "embedding": _literal(vector)} for key, vector in vectors],
+        )
 
     async def delete(self, namespace: str, collection: str, ids: Sequence[str]) -> int:
         check_names(namespace, collection)

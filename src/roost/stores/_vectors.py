@@ -23,7 +23,7 @@ import builtins
 import math
 import time
 from array import array
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, delete, func, insert, select, update
@@ -152,6 +152,88 @@ class PortableVectorReads:
     ) -> builtins.list[VectorHit]:
         raise NotImplementedError
 
+    def _create_embeddings(self, s: DbSession, collection_id: int, dimension: int) -> None:
+        raise NotImplementedError
+
+    def _write_embeddings(
+        self,
+        s: DbSession,
+        collection_id: int,
+        replaced: Iterable[int],
+        vectors: Iterable[tuple[int, list[float]]],
+    ) -> None:
+        """Store ``(key, vector)`` pairs; ``replaced`` keys already have a vector."""
+        raise NotImplementedError
+
+    async def upsert(self, namespace: str, collection: str, items: Sequence[VectorItem]) -> int:
+        check_names(namespace, collection)
+        latest, dimension = latest_items(items)
+        if not latest:
+            return 0
+
+        def work(s: DbSession) -> int:
+            coll = find_collection(s, namespace, collection)
+            if coll is None:
+                # a concurrent creator makes one of these fail (IntegrityError): retried
+                coll = VecCollectionRow(
+                    namespace=namespace,
+                    name=collection,
+                    dimension=dimension,
+                    metric=METRIC,
+                    created_at=time.time(),
+                )
+                s.add(coll)
+                s.flush()
+                self._create_embeddings(s, coll.id, dimension)
+            elif coll.dimension != dimension:
+                raise InvalidRequestError(
+                    f"collection {collection!r} holds vectors of dimension {coll.dimension}; "
+                    f"these have dimension {dimension}"
+                )
+            existing = keys_of(s, coll.id, list(latest))
+            now = time.time()
+            if existing:
+                s.execute(
+                    update(VecItemRow),
+                    [
+                        {
+                            "key": key,
+                            "item_metadata": dict(latest[item_id][0].metadata),
+                            "text": latest[item_id][0].text,
+                            "updated_at": now,
+                        }
+                        for item_id, key in existing.items()
+                    ],
+                )
+            new = [item_id for item_id in latest if item_id not in existing]
+            keys = dict(existing)
+            if new:
+                inserted = s.execute(
+                    insert(VecItemRow).returning(
+                        VecItemRow.item_id, VecItemRow.key, sort_by_parameter_order=True
+                    ),
+                    [
+                        {
+                            "collection_id": coll.id,
+                            "item_id": item_id,
+                            "item_metadata": dict(latest[item_id][0].metadata),
+                            "text": latest[item_id][0].text,
+                            "updated_at": now,
+                        }
+                        for item_id in new
+                    ],
+                )
+                keys.update((item_id, key) for item_id, key in inserted)
+            self._write_embeddings(
+                s,
+                coll.id,
+                existing.values(),
+                [(keys[item_id], vector) for item_id, (_, vector) in latest.items()],
+            )
+            return len(latest)
+
+        return await self._db.writing(work, what=f"upsert into {namespace}/{collection}")
+
     async def drop(self, namespace: str, collection: str) -> bool:
         check_names(namespace, collection)
 
@@ -234,80 +316,32 @@ class SqliteVecStore(PortableVectorReads):
 
     # --- writes ------------------------------------------------------------------------
 
-    async def upsert(self, namespace: str, collection: str, items: Sequence[VectorItem]) -> int:
-        check_names(namespace, collection)
-        latest, dimension = latest_items(items)
-        if not latest:
-            return 0
+    def _create_embeddings(self, s: DbSession, collection_id: int, dimension: int) -> None:
+        connection = s.connection()
+        _ensure_vec(connection)
+        connection.exec_driver_sql(
+            f"CREATE VIRTUAL TABLE {embeddings_table(collection_id)} USING "
+            f"vec0(embedding float[{dimension}] distance_metric={METRIC})"
+        )
 
-        def work(s: DbSession) -> int:
-            connection = s.connection()
-            _ensure_vec(connection)
-            coll = find_collection(s, namespace, collection)
-            if coll is None:
-                coll = VecCollectionRow(
-                    namespace=namespace,
-                    name=collection,
-                    dimension=dimension,
-                    metric=METRIC,
-                    created_at=time.time(),
-                )
-                s.add(coll)
-                s.flush()
-                connection.exec_driver_sql(
-                    f"CREATE VIRTUAL TABLE {embeddings_table(coll.id)} USING "
-                    f"vec0(embedding float[{dimension}] distance_metric={METRIC})"
-                )
-            elif coll.dimension != dimension:
-                raise InvalidRequestError(
-                    f"collection {collection!r} holds vectors of dimension {coll.dimension}; "
-                    f"these have dimension {dimension}"
-                )
-            table = embeddings_table(coll.id)
-            existing = keys_of(s, coll.id, list(latest))
-            now = time.time()
-            if existing:
-                s.execute(
-                    update(VecItemRow),
-                    [
-                        {
-                            "key": key,
-                            "item_metadata": dict(latest[item_id][0].metadata),
-                            "text": latest[item_id][0].text,
-                            "updated_at": now,
-                        }
-                        for item_id, key in existing.items()
-                    ],
-                )
-                connection.exec_driver_sql(
-                    f"DELETE FROM {table} WHERE rowid = ?", [(k,) for k in existing.values()]
-                )
-            new = [item_id for item_id in latest if item_id not in existing]
-            keys = dict(existing)
-            if new:
-                inserted = s.execute(
-                    insert(VecItemRow).returning(
-                        VecItemRow.item_id, VecItemRow.key, sort_by_parameter_order=True
-                    ),
-                    [
-                        {
-                            "collection_id": coll.id,
-                            "item_id": item_id,
-                            "item_metadata": dict(latest[item_id][0].metadata),
-                            "text": latest[item_id][0].text,
-                            "updated_at": now,
-                        }
-                        for item_id in new
-                    ],
-                )
-                keys.update((item_id, key) for item_id, key in inserted)
-            connection.exec_driver_sql(
-                f"INSERT INTO {table}(rowid, embedding) VALUES (?, ?)",
-                [(keys[item_id], _f32(vector)) for item_id, (_, vector) in latest.items()],
-            )
-            return len(latest)
-
-        return await self._db.writing(work, what=f"upsert into {namespace}/{collection}")
+    def _write_embeddings(
+        self,
+        s: DbSession,
+        collection_id: int,
+        replaced: Iterable[int],
+        vectors: Iterable[tuple[int, list[float]]],
+    ) -> None:
+        connection = s.connection()
+        _ensure_vec(connection)
+        table = embeddings_table(collection_id)
+        # vec0 tables have no upsert: replaced vectors are deleted, then all are inserted
+        old = [(key,) for key in replaced]
+        if old:
+            connection.exec_driver_sql(f"DELETE FROM {table} WHERE rowid = ?", old)
+        connection.exec_driver_sql(
+            f"INSERT INTO {table}(rowid, embedding) VALUES (?, ?)",
+            [(key, _f32(vector)) for key, vector in vectors],
+        )
 
     async def delete(self, namespace: str, collection: str, ids: Sequence[str]) -> int:
         check_names(namespace, collection)
