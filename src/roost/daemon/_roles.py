@@ -147,13 +147,13 @@ async def _serve_bus(role: str, settings: Settings, link: WorkerLink, stop: asyn
 async def _serve_grpc(role: str, settings: Settings, link: WorkerLink, stop: asyncio.Event) -> None:
     """A coordination service: its gRPC servicer on ``listen_host`` and the role's port."""
     from roost.platform import coordination_servicers
-    from roost.rpc import RpcServer
+    from roost.rpc import STORE_ROLES, RpcServer, store_servicers
 
     config = settings.distributed
-    if role in ("registry", "state", "secret"):
+    if role in STORE_ROLES:
         platform = None
         stores = await _open_stores(settings)
-        servicers = _store_servicers(role, stores, config.node or None)
+        servicers = store_servicers(stores, [role], node=config.node or None)
     else:  # catalog and harness need the platform (the harness with Temporal)
         platform = await _open_platform(
             settings, database=role == "harness", runs=role == "harness"
@@ -192,16 +192,6 @@ async def _open_stores(settings: Settings) -> Stores:
     return await open_stores(settings.database_url, settings.home)
 
 
-def _store_servicers(role: str, stores: Stores, node: str | None) -> list[Any]:
-    from roost.rpc import RegistryServicer, SecretServicer, StateServicer
-
-    if role == "registry":
-        return [RegistryServicer(stores.registry, node=node)]
-    if role == "state":
-        return [StateServicer(stores.state, node=node)]
-    return [SecretServicer(stores.secrets, node=node)]
-
-
 async def _expire_workers(registry: RegistryStore, ttl_s: float) -> None:
     """Forget workers long dead (10 TTLs: recently dead ones still show in ``roost status``)."""
     from roost.protocol import RoostError
@@ -221,11 +211,11 @@ async def _serve_projection(
 ) -> None:
     """Write the events stream into the session DAG (``[runtime] record_events =
     "projection"``), through the state service."""
-    from roost.runtime import EventProjection, StateRecorder
+    from roost.runtime import EventProjection
 
     platform = await _open_platform(settings, database=False)
     try:
-        projection = EventProjection(platform.bus, StateRecorder(platform.stores.state))
+        projection = EventProjection(platform.bus, platform.recorder)
         await projection.start()
         try:
             capabilities = {"services": ["projection"]}

@@ -327,17 +327,18 @@ def coordination_servicers(
 ) -> list[RpcService]:
     """The gRPC servicers of coordination-service ``roles`` (``registry``, ``state``,
     ``secret``, ``catalog``, ``harness``) over ``platform``'s stores and harness."""
-    from roost.rpc import CatalogServicer, RegistryServicer, SecretServicer, StateServicer
+    from roost.rpc import STORE_ROLES, CatalogServicer, store_servicers
 
-    stores = platform.stores
     factories: dict[str, Callable[[], RpcService]] = {
-        "registry": lambda: RegistryServicer(stores.registry, node=node),
-        "state": lambda: StateServicer(stores.state, node=node),
-        "secret": lambda: SecretServicer(stores.secrets, node=node),
         "catalog": lambda: CatalogServicer(platform.available_models, node=node),
         "harness": lambda: HarnessServicer(platform, node=node),
     }
-    unknown = sorted(set(roles) - set(factories))
+    unknown = sorted(set(roles) - set(factories) - set(STORE_ROLES))
     if unknown:
         raise ValueError(f"not coordination services: {', '.join(unknown)}")
-    return [factories[role]() for role in roles]
+    return [
+        factories[role]()
+        if role in factories
+        else store_servicers(platform.stores, [role], node=node)[0]
+        for role in roles
+    ]

@@ -19,6 +19,8 @@ The protos live in ``proto/roost/v1``; ``scripts/gen-protos.sh`` regenerates ``_
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 from roost.rpc._catalog import (
     AvailableModel,
     AvailableModelLike,
@@ -47,6 +49,7 @@ from roost.rpc._service import (
     rpc_method,
 )
 from roost.rpc._state import RemoteStateStore, StateServicer
+from roost.stores import Stores
 
 SERVICE_NAMES: dict[str, str] = {
     RegistryServicer.role: RegistryServicer.service_name,
@@ -56,6 +59,27 @@ SERVICE_NAMES: dict[str, str] = {
 }
 """Full gRPC service name of each role served here (``registry`` -> ``roost.v1.Registry``)."""
 
+
+STORE_ROLES: tuple[str, ...] = ("registry", "state", "secret")
+"""The coordination services that are a store served as it is."""
+
+
+def store_servicers(
+    stores: Stores, roles: Iterable[str], *, node: str | None = None
+) -> list[RpcService]:
+    """The servicers of store ``roles`` (``registry``, ``state``, ``secret``) over ``stores``."""
+    factories: dict[str, Callable[[], RpcService]] = {
+        "registry": lambda: RegistryServicer(stores.registry, node=node),
+        "state": lambda: StateServicer(stores.state, node=node),
+        "secret": lambda: SecretServicer(stores.secrets, node=node),
+    }
+    roles = list(roles)
+    unknown = sorted(set(roles) - set(factories))
+    if unknown:
+        raise ValueError(f"not store services: {', '.join(unknown)}")
+    return [factories[role]() for role in roles]
+
+
 __all__ = [
     "DEFAULT_TIMEOUT_S",
     "ERROR_CODE_KEY",
@@ -64,6 +88,7 @@ __all__ = [
     "MAX_MESSAGE_BYTES",
     "SERVICE_NAMES",
     "STATUS_BY_CODE",
+    "STORE_ROLES",
     "AvailableModel",
     "AvailableModelLike",
     "CatalogClient",
@@ -84,5 +109,6 @@ __all__ = [
     "error_from_rpc",
     "rpc_method",
     "status_for",
+    "store_servicers",
     "wait_healthy",
 ]
