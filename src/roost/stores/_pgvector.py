@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import delete, text
 from sqlalchemy.orm import Session as DbSession
 
-from roost.protocol import InvalidRequestError, VectorHit
+from roost.protocol import VectorHit
 from roost.stores._db import Database
 from roost.stores._schema import VecItemRow
 from roost.stores._vectors import (
@@ -137,28 +137,17 @@ class PgVectorStore(PortableVectorReads):
 
     # --- reads -------------------------------------------------------------------------
 
-    def _search(
-        self,
-        s: DbSession,
-        namespace: str,
-        collection: str,
-        query: list[float],
-        k: int,
-        where: Mapping[str, Any],
+    def _where(self, where: Mapping[str, Any]) -> tuple[str, Any]:
+        return _where_clause(where)
+
+    def _nearest(
+        self, s: DbSession, collection_id: int, query: list[float], k: int, clause: Any
     ) -> builtins.list[VectorHit]:
-        conditions, params = _where_clause(where)
-        coll = find_collection(s, namespace, collection)
-        if coll is None:
-            return []
-        if coll.dimension != len(query):
-            raise InvalidRequestError(
-                f"collection {collection!r} holds vectors of dimension {coll.dimension}; "
-                f"the query vector has dimension {len(query)}"
-            )
+        conditions, params = clause
         sql = (
             "SELECT vec_items.item_id, vec_items.metadata, vec_items.text, "
             "e.embedding <=> CAST(:query AS vector) AS distance "
-            f"FROM {embeddings_table(coll.id)} AS e JOIN vec_items ON vec_items.key = e.key"
+            f"FROM {embeddings_table(collection_id)} AS e JOIN vec_items ON vec_items.key = e.key"
         )
         if conditions:
             sql += f" WHERE {conditions}"

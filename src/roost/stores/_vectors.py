@@ -141,6 +141,16 @@ class PortableVectorReads:
     def _drop_embeddings(self, s: DbSession, collection_id: int) -> None:
         raise NotImplementedError
 
+    def _where(self, where: Mapping[str, Any]) -> tuple[str, Any]:
+        """The backend's SQL condition (and parameters) for a metadata filter."""
+        raise NotImplementedError
+
+    def _nearest(
+        self, s: DbSession, collection_id: int, query: list[float], k: int, clause: Any
+    ) -> builtins.list[VectorHit]:
+        """The ``k`` items nearest ``query`` that match ``clause``, nearest first."""
+        raise NotImplementedError
+
     def _search(
         self,
         s: DbSession,
@@ -150,7 +160,16 @@ class PortableVectorReads:
         k: int,
         where: Mapping[str, Any],
     ) -> builtins.list[VectorHit]:
-        raise NotImplementedError
+        clause = self._where(where)  # a bad filter is an error even for a missing collection
+        coll = find_collection(s, namespace, collection)
+        if coll is None:
+            return []
+        if coll.dimension != len(query):
+            raise InvalidRequestError(
+                f"collection {collection!r} holds vectors of dimension {coll.dimension}; "
+                f"the query vector has dimension {len(query)}"
+            )
+        return self._nearest(s, coll.id, query, k, clause)
 
     def _create_embeddings(self, s: DbSession, collection_id: int, dimension: int) -> None:
         raise NotImplementedError
@@ -374,28 +393,17 @@ class SqliteVecStore(PortableVectorReads):
 
     # --- reads -------------------------------------------------------------------------
 
-    def _search(
-        self,
-        s: DbSession,
-        namespace: str,
-        collection: str,
-        query: list[float],
-        k: int,
-        where: Mapping[str, Any],
+    def _where(self, where: Mapping[str, Any]) -> tuple[str, Any]:
+        return _where_clause(where)
+
+    def _nearest(
+        self, s: DbSession, collection_id: int, query: list[float], k: int, clause: Any
     ) -> builtins.list[VectorHit]:
-        conditions, params = _where_clause(where)
-        coll = find_collection(s, namespace, collection)
-        if coll is None:
-            return []
-        if coll.dimension != len(query):
-            raise InvalidRequestError(
-                f"collection {collection!r} holds vectors of dimension {coll.dimension}; "
-                f"the query vector has dimension {len(query)}"
-            )
+        conditions, params = clause
         connection = s.connection()
         _ensure_vec(connection)
         sql = (
-            f"SELECT rowid, distance FROM {embeddings_table(coll.id)} "
+            f"SELECT rowid, distance FROM {embeddings_table(collection_id)} "
             "WHERE embedding MATCH ? AND k = ?"
         )
         args: list[Any] = [_f32(query), k]
@@ -404,7 +412,7 @@ class SqliteVecStore(PortableVectorReads):
                 " AND rowid IN (SELECT key FROM vec_items "
                 f"WHERE vec_items.collection_id = ? AND {conditions})"
             )
-            args += [coll.id, *params]
+            args += [collection_id, *params]
         nearest: dict[int, float] = {
             int(key): float(distance)
             for key, distance in connection.exec_driver_sql(sql, tuple(args))
