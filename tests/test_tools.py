@@ -31,6 +31,36 @@ async def test_invoke_validates_and_awaits() -> None:
         await tool.invoke({"limit": 1})
 
 
+async def test_sync_tools_run_off_the_event_loop() -> None:
+    """A slow sync tool must not stall the loop (every other run and service shares it)."""
+    import asyncio
+    import threading
+    import time
+
+    def slow(seconds: float) -> str:
+        time.sleep(seconds)
+        return threading.current_thread().name
+
+    tool = tool_from_function(slow)
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    try:
+        thread = await tool.invoke({"seconds": 0.3})
+    finally:
+        ticker.cancel()
+    assert thread != threading.current_thread().name
+    assert ticks >= 10  # the loop kept running while the tool slept
+    with pytest.raises(InvalidRequestError, match="seconds"):
+        await tool.invoke({"seconds": "soon"})
+
+
 @pytest.mark.parametrize(
     ("expression", "value"),
     [

@@ -41,12 +41,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, cast
 
 import msgspec
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, CursorResult, Result, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -63,6 +63,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 K = TypeVar("K")
 V = TypeVar("V")
+H = TypeVar("H")  # a transaction handle: an ORM Session or a Core Connection
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT_S = 30.0
@@ -136,6 +137,7 @@ class Database:
             read_engine = self.engine.execution_options(
                 isolation_level="REPEATABLE READ", postgresql_readonly=True
             )
+        self._read_engine = read_engine
         self._reader = sessionmaker(read_engine, expire_on_commit=False)
         self._writer = sessionmaker(self._write_engine, expire_on_commit=False)
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="roost-db")
@@ -162,16 +164,40 @@ class Database:
         with self._writer() as session, session.begin():
             yield session
 
+    @contextmanager
+    def read_connection(self) -> Iterator[Connection]:
+        """:meth:`read` for Core statements: a Connection, without the ORM session's cost."""
+        with self._read_engine.connect() as connection, connection.begin():
+            yield connection
+
+    @contextmanager
+    def write_connection(self) -> Iterator[Connection]:
+        """:meth:`write` for Core statements (the hot paths: DAG appends)."""
+        with self._write_engine.connect() as connection, connection.begin():
+            yield connection
+
     def transact(self, work: Callable[[Session], T], *, what: str = "write") -> T:
         """Run ``work`` in a write transaction, retrying it from scratch when it raises
         :class:`Conflict` or hits a uniqueness race (``IntegrityError``), and on Postgres
         when it is aborted as a serialization failure or a deadlock. ``work`` must check
         its preconditions itself, so a retried duplicate becomes a proper error."""
+        return self._retrying(self.write, work, what)
+
+    def transact_core(self, work: Callable[[Connection], T], *, what: str = "write") -> T:
+        """:meth:`transact` on a Core :class:`~sqlalchemy.Connection`."""
+        return self._retrying(self.write_connection, work, what)
+
+    def _retrying(
+        self,
+        open_transaction: Callable[[], AbstractContextManager[H]],
+        work: Callable[[H], T],
+        what: str,
+    ) -> T:
         integrity_errors = 0
         for attempt in range(_CAS_ATTEMPTS):
             try:
-                with self.write() as session:
-                    return work(session)
+                with open_transaction() as handle:
+                    return work(handle)
             except IntegrityError:
                 # a race (two inserts of one key) resolves on retry; anything else persists
                 integrity_errors += 1

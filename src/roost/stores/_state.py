@@ -16,11 +16,21 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 import msgspec
-from sqlalchemy import ColumnElement, CursorResult, Table, bindparam, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session as DbSession
 
 from roost.protocol import InvalidRequestError, NotFoundError, new_id
-from roost.stores._db import Conflict, Database, canonical_json, rowcount, sha256_hex
+from roost.stores._db import Conflict, Database, canonical_json, sha256_hex
 from roost.stores._records import NODE_KINDS, Branch, Node, NodeKind, Session
 from roost.stores._schema import BranchRow, NodeRow, SessionRow
 
@@ -85,23 +95,62 @@ def _branch(row: BranchRow) -> Branch:
 
 
 _NODES: Table = NodeRow.__table__  # type: ignore[assignment]
-_SESSION_BY_ID = select(SessionRow.id, SessionRow.name).where(SessionRow.id == bindparam("ref"))
-_SESSION_BY_NAME = select(SessionRow.id, SessionRow.name).where(SessionRow.name == bindparam("ref"))
-_NODE_BY_MESSAGE = select(_NODES).where(
-    _NODES.c.session_id == bindparam("sid"),
-    _NODES.c.message_id == bindparam("mid"),
-    _NODES.c.kind == bindparam("kind"),
-)
+_SESSIONS: Table = SessionRow.__table__  # type: ignore[assignment]
+_BRANCHES: Table = BranchRow.__table__  # type: ignore[assignment]
+
+
+def _append_target(session_matches: ColumnElement[bool]) -> Select[Any]:
+    """Everything an append needs to know, in one statement: the session, its branch's
+    head (NULL columns: no such branch), and the node of an already recorded message."""
+    recorded = (
+        select(_NODES.c.seq)
+        .where(
+            _NODES.c.session_id == _SESSIONS.c.id,
+            _NODES.c.message_id == bindparam("mid"),
+            _NODES.c.kind == bindparam("kind"),
+        )
+        .limit(1)
+        .scalar_subquery()
+    )
+    branch = and_(_BRANCHES.c.session_id == _SESSIONS.c.id, _BRANCHES.c.name == bindparam("branch"))
+    return (
+        select(
+            _SESSIONS.c.id,
+            _SESSIONS.c.name,
+            _BRANCHES.c.name.label("branch"),
+            _BRANCHES.c.head,
+            recorded.label("recorded"),
+        )
+        .select_from(_SESSIONS.outerjoin(_BRANCHES, branch))
+        .where(session_matches)
+    )
+
+
+_APPEND_TARGET_BY_ID = _append_target(_SESSIONS.c.id == bindparam("ref"))
+_APPEND_TARGET_BY_NAME = _append_target(_SESSIONS.c.name == bindparam("ref"))
 _NODE_BY_ID = select(_NODES).where(_NODES.c.id == bindparam("nid"))
-_BRANCH_HEAD = select(BranchRow.head).where(
-    BranchRow.session_id == bindparam("sid"), BranchRow.name == bindparam("branch")
-)
+_NODE_BY_SEQ = select(_NODES).where(_NODES.c.seq == bindparam("seq"))
 _INSERT_NODE = insert(_NODES)
+_MOVE_HEAD = (
+    update(_BRANCHES)
+    .where(
+        _BRANCHES.c.session_id == bindparam("sid"),
+        _BRANCHES.c.name == bindparam("branch"),
+        _BRANCHES.c.head == bindparam("old"),
+    )
+    .values(head=bindparam("new"))
+)
+_MOVE_HEAD_FROM_ROOT = (
+    update(_BRANCHES)
+    .where(
+        _BRANCHES.c.session_id == bindparam("sid"),
+        _BRANCHES.c.name == bindparam("branch"),
+        _BRANCHES.c.head.is_(None),
+    )
+    .values(head=bindparam("new"))
+)
 _TOUCH_SESSION = (
-    update(SessionRow)
-    .where(SessionRow.id == bindparam("sid"))
-    .values(updated_at=bindparam("now"))
-    .execution_options(synchronize_session=False)
+    update(_SESSIONS).where(_SESSIONS.c.id == bindparam("sid")).values(updated_at=bindparam("now"))
 )
 
 
@@ -138,10 +187,6 @@ def _check_branch_name(name: str) -> None:
             f"invalid branch name {name!r}: use 1-100 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
         )
-
-
-def _head_is(head: str | None) -> ColumnElement[bool]:
-    return BranchRow.head.is_(None) if head is None else BranchRow.head == head
 
 
 class SqlStateStore:
@@ -241,32 +286,31 @@ class SqlStateStore:
 
     def _append(self, session: str, branch: str, kind: str, content: dict[str, Any]) -> Node:
         message_id = content.get("id") if isinstance(content.get("id"), str) else None
+        params = {"ref": session, "branch": branch, "mid": message_id, "kind": kind}
 
-        # Prepared Core statements, not ORM objects: appends are the hottest write of every
-        # run (one per recorded message), and building ORM statements doubled their cost.
-        def work(s: DbSession) -> Node:
-            sess = (
-                s.execute(_SESSION_BY_ID, {"ref": session}).first()
-                or s.execute(_SESSION_BY_NAME, {"ref": session}).first()
+        # Core statements on a Connection, not ORM objects, and four statements in the
+        # common case: appends are the hottest write of every run (one per recorded message).
+        def work(c: Connection) -> Node:
+            target = (
+                c.execute(_APPEND_TARGET_BY_ID, params).first()
+                or c.execute(_APPEND_TARGET_BY_NAME, params).first()
             )
-            if sess is None:
+            if target is None:
                 raise NotFoundError(
                     f"unknown session {session!r} (neither a session id nor a session name)"
                 )
-            sid = sess.id
-            if message_id:
-                recorded = s.execute(
-                    _NODE_BY_MESSAGE, {"sid": sid, "mid": message_id, "kind": kind}
-                ).first()
-                if recorded is not None:  # the same message recorded again: idempotent
-                    return _node_of(recorded._mapping)
-            head = s.execute(_BRANCH_HEAD, {"sid": sid, "branch": branch}).first()
-            if head is None:
-                _branch_row(s, _session_row(s, sid), branch)  # raises, naming the branches
-            parent = head.head if head is not None else None
+            sid = target.id
+            if target.recorded is not None:  # the same message recorded again: idempotent
+                return _node_of(c.execute(_NODE_BY_SEQ, {"seq": target.recorded}).one()._mapping)
+            if target.branch is None:
+                with self._db.read() as s:  # raises, naming the session's branches
+                    _branch_row(s, _session_row(s, sid), branch)
+            parent = target.head
             nid = node_id(sid, parent, kind, content)
             now = time.time()
-            row = s.execute(_NODE_BY_ID, {"nid": nid}).first()
+            # A message's node id covers its message id, so for messages the lookup above
+            # already found any identical node; other content may repeat under one parent.
+            row = None if message_id else c.execute(_NODE_BY_ID, {"nid": nid}).first()
             if row is not None:  # the same content under the same parent is the same node
                 node = _node_of(row._mapping)
             else:
@@ -280,21 +324,17 @@ class SqlStateStore:
                     "created_at": now,
                     "message_id": message_id,
                 }
-                inserted = cast(CursorResult[Any], s.execute(_INSERT_NODE, values))
+                inserted = c.execute(_INSERT_NODE, values)
                 (seq,) = inserted.inserted_primary_key or (None,)
                 node = _node_of({**values, "seq": seq})
-            moved = s.execute(
-                update(BranchRow)
-                .where(BranchRow.session_id == sid, BranchRow.name == branch, _head_is(parent))
-                .values(head=nid)
-                .execution_options(synchronize_session=False)
-            )
-            if rowcount(moved) != 1:
-                raise Conflict(f"head of {sess.name}/{branch} moved")
-            s.execute(_TOUCH_SESSION, {"sid": sid, "now": now})
+            move = _MOVE_HEAD_FROM_ROOT if parent is None else _MOVE_HEAD
+            moved = c.execute(move, {"sid": sid, "branch": branch, "old": parent, "new": nid})
+            if moved.rowcount != 1:
+                raise Conflict(f"head of {target.name}/{branch} moved")
+            c.execute(_TOUCH_SESSION, {"sid": sid, "now": now})
             return node
 
-        return self._db.transact(work, what=f"append to branch {branch!r}")
+        return self._db.transact_core(work, what=f"append to branch {branch!r}")
 
     async def get_node(self, node_id: str) -> Node:
         return await self._db.run(self._get_node, node_id)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from pydantic import ValidationError, validate_call
@@ -26,13 +28,28 @@ class Tool:
     def spec(self) -> ToolSpec:
         return ToolSpec(name=self.name, description=self.description, parameters=self.parameters)
 
+    @cached_property
+    def _validated(self) -> Callable[..., Any]:
+        # built once per tool: pydantic's validator costs far more than a typical call
+        return validate_call(self.fn)
+
+    @cached_property
+    def _is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.fn)
+
     async def invoke(self, arguments: dict[str, Any]) -> Any:
-        """Validate ``arguments`` against the signature and call the function."""
-        validated = validate_call(self.fn)
+        """Validate ``arguments`` against the signature and call the function.
+
+        A sync function runs in a worker thread, so a slow one does not stall the event
+        loop (and with it every other run and service of the process).
+        """
         try:
-            result = validated(**arguments)
-            if inspect.isawaitable(result):  # async functions validate when awaited
-                result = await result
+            if self._is_async:
+                result = await self._validated(**arguments)
+            else:
+                result = await asyncio.to_thread(self._validated, **arguments)
+                if inspect.isawaitable(result):  # a sync function returning an awaitable
+                    result = await result
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}"
