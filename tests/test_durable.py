@@ -261,6 +261,48 @@ async def test_cancel_ends_the_run_and_records_it(platform: Platform, tmp_path: 
         await platform.harness.cancel(invocation.id)
 
 
+SLOW_TOOLS = """
+import time
+
+def slow() -> str:
+    time.sleep(4)  # well past the agent's 1 s; short, so the worker's shutdown is quick
+    return "too late"
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "code", "timers"),
+    [
+        # the wait for an answer is the run's one timer (bounded by the run's deadline)
+        (
+            "waits-for-an-answer",
+            "async def run(ctx, input):\n    return await ctx.ask('name?')\n",
+            1,
+        ),
+        ("calls-a-slow-tool", "async def run(ctx, input):\n    return await ctx.tool('slow')\n", 0),
+    ],
+    ids=["ask", "slow-tool"],
+)
+async def test_a_run_past_its_timeout_ends_timed_out(
+    platform: Platform, tmp_path: Path, name: str, code: str, timers: int
+) -> None:
+    """The agent's timeout bounds a durable run (a wait for an answer, a slow call) through
+    a deadline on the workflow clock: the run ends as timed out and recorded, and the
+    deadline costs no durable timer of its own."""
+    toml = 'timeout_s = 1\nservices = ["tool"]\n\n[[tools]]\nname = "slow"\nentry = "tools:slow"\n'
+    await platform.deploy(make_agent(tmp_path, name, code, tools=SLOW_TOOLS, toml=toml))
+    started = time.monotonic()
+    result = await platform.run(name, None)
+    elapsed = time.monotonic() - started
+
+    assert not result.ok and result.complete.error is not None
+    assert result.complete.error.code == "timeout"
+    assert f"agent {name!r} did not finish within 1s" in result.complete.error.message
+    assert elapsed < 10, f"the run took {elapsed:.1f}s to time out"
+    nodes = await platform.session_nodes(result.session.id)
+    assert nodes[-1].kind == "complete" and nodes[-1].content["error"]["code"] == "timeout"
+
+
 async def test_starting_the_same_invocation_twice_is_one_run(
     platform: Platform, tmp_path: Path
 ) -> None:

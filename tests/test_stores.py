@@ -153,6 +153,18 @@ async def test_agents_are_versioned(stores: Stores) -> None:
         await reg.delete_agent("echo")
 
 
+async def test_deleted_agent_versions_are_never_reused(stores: Stores) -> None:
+    """A version number always means the same files (processes cache them by version):
+    after a delete, the next deploy continues past the deleted versions."""
+    reg = stores.registry
+    await reg.put_agent_bundle("echo", 1, b"files of v1")
+    await reg.put_agent("echo", 1, {"name": "echo"}, "/a/v1")
+    await reg.delete_agent("echo")
+    assert await reg.next_agent_version("echo") == 2
+    assert (await reg.deploy_agent("echo", {"name": "echo"}, "/a/v2")).version == 2
+    assert await reg.get_agent_bundle("echo", 1) == b"files of v1"  # runs in flight finish
+
+
 async def test_models_add_replace_remove(stores: Stores) -> None:
     reg = stores.registry
     model = ModelRecord(name="m", kind="chat", engine="ollama", target="llama3", options={"a": 1})

@@ -7,6 +7,7 @@ This is what ``roost`` uses in local mode (memory bus, SQLite, embedded engines)
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import shutil
 import time
@@ -67,6 +68,7 @@ from roost.services.vectors import VectorService
 from roost.stores import (
     AgentRecord,
     Branch,
+    LruCache,
     ModelRecord,
     Node,
     Session,
@@ -120,7 +122,7 @@ class Platform:
             self.recorder,
             self.get_agent,
             self.runtimes,
-            load_history=lambda inv: branch_history(stores.state, inv),
+            load_history=functools.partial(branch_history, stores.state),
             default_chat_model=settings.inference.default_model,
             default_embedding_model=settings.embedding.default_model,
             request_timeout_s=settings.runtime.request_timeout_s,
@@ -132,6 +134,7 @@ class Platform:
             bus, stores.state, self.executor, run_timeout_s=settings.runtime.run_timeout_s
         )
         self._tool_cache: dict[tuple[str, int], dict[str, Tool]] = {}
+        self._agent_cache: LruCache[tuple[str, int], AgentRecord] = LruCache(256)
         self._materialized: set[str] = set()
         self.projection: EventProjection | None = None
         self._model_cache: dict[str, tuple[ModelRecord, float]] = {}
@@ -209,7 +212,7 @@ class Platform:
             self.bus,
             self.recorder,
             self.get_agent,
-            lambda inv: branch_history(self.stores.state, inv),
+            functools.partial(branch_history, self.stores.state),
             self.runtimes["process"],
             heartbeat_every_s=min(2.0, config.heartbeat_timeout_s / 3),
             events=self.events,
@@ -441,12 +444,22 @@ class Platform:
                 missing.add(name)
         return missing
 
-    async def get_agent(self, name: str) -> AgentRecord:
-        record = await self.stores.registry.get_agent(name)
+    async def get_agent(self, name: str, version: int = 0) -> AgentRecord:
+        """The deployed agent ``name``: its latest version, or ``version`` (kept in memory:
+        a version is never redeployed with other files, so its record never changes)."""
+        if version:
+            cached = self._agent_cache.get((name, version))
+            if cached is not None:
+                return cached
+        record = await self.stores.registry.get_agent(name, version or None)
         if record is None:
+            if version:
+                raise NotFoundError(f"agent {name!r} has no deployed version {version}")
             names = ", ".join(a.name for a in await self.stores.registry.list_agents()) or "none"
             raise NotFoundError(f"agent {name!r} is not deployed (deployed: {names})")
-        return await self._materialize(record)
+        record = await self._materialize(record)
+        self._agent_cache.put((record.name, record.version), record)
+        return record
 
     async def list_agents(self) -> list[AgentRecord]:
         return await self.stores.registry.list_agents()
@@ -461,13 +474,7 @@ class Platform:
         cached = self._tool_cache.get((agent, version)) if version else None
         if cached is not None:
             return cached
-        if version:
-            found = await self.stores.registry.get_agent(agent, version)
-            if found is None:
-                raise NotFoundError(f"agent {agent!r} has no deployed version {version}")
-            record = await self._materialize(found)
-        else:
-            record = await self.get_agent(agent)
+        record = await self.get_agent(agent, version)
         cached = self._tool_cache.get((record.name, record.version))
         if cached is not None:
             return cached
@@ -501,7 +508,7 @@ class Platform:
         run_id: str | None = None,
     ) -> RunResult:
         """Run a deployed agent (see :meth:`roost.runtime.Harness.run`)."""
-        await self.get_agent(agent)
+        record = await self.get_agent(agent)
         if branch is not None and session is None:
             raise InvalidRequestError("--branch needs --session: branches belong to a session")
         return await self.harness.run(
@@ -512,6 +519,7 @@ class Platform:
             timeout_s=timeout_s,
             on_event=on_event,
             run_id=run_id,
+            agent_version=record.version,
         )
 
     async def _run_called_agent(self, call: AgentCall, request: RequestMessage) -> CompleteMessage:

@@ -65,6 +65,9 @@ class InvokeMessage(Message, tag="invoke", frozen=True):
     """Harness -> runtime: run ``agent`` on ``input`` within ``session``/``branch``."""
 
     agent: str
+    agent_version: int = 0
+    """The deployed version of ``agent`` to run (0: the latest when the run begins). The
+    harness pins the version it checked, so a deploy racing the start cannot swap it."""
     input: Any = None
     timeout_s: float = 300.0
     caller: str = ""  # the calling agent, for agent-to-agent calls

@@ -34,23 +34,24 @@ from roost.protocol import (
 )
 from roost.runtime._events import EventLog
 from roost.services import call_service, raise_for_error
-from roost.stores import ModelRecord
+from roost.stores import ModelRecord, Node
 
 ModelLookup = Callable[[str], Awaitable[ModelRecord]]
 """Model name -> its registry record (:class:`~roost.protocol.NotFoundError` if unknown)."""
 
 
 class Recorder(Protocol):
-    """Appends protocol messages to the session DAG, returning the new node's id."""
+    """Appends protocol messages to the session DAG, returning the message's node
+    (``None``: not recorded)."""
 
-    async def record(self, message: Message, **annotations: Any) -> str: ...
+    async def record(self, message: Message, **annotations: Any) -> Node | None: ...
 
 
 class NullRecorder:
     """Records nothing (for agent unit tests that do not care about sessions)."""
 
-    async def record(self, message: Message, **annotations: Any) -> str:
-        return ""
+    async def record(self, message: Message, **annotations: Any) -> Node | None:
+        return None
 
 
 class Dispatcher(Protocol):

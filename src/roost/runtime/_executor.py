@@ -31,12 +31,14 @@ from roost.runtime._context import AgentContext
 from roost.runtime._dispatch import BusDispatcher, EngineRouter, Recorder
 from roost.runtime._events import EventLog
 from roost.runtime._runtimes import AgentRuntime
-from roost.stores._records import AgentRecord
+from roost.stores._records import AgentRecord, Node
 
 log = logging.getLogger("roost.runtime")
 
-AgentResolver = Callable[[str], Awaitable[AgentRecord]]
-HistoryLoader = Callable[[InvokeMessage], Awaitable[list[tuple[Any, Any]]]]
+AgentResolver = Callable[[str, int], Awaitable[AgentRecord]]
+"""``(name, version)`` to the agent's record (version 0: the latest)."""
+HistoryLoader = Callable[[InvokeMessage, Node | None], Awaitable[list[tuple[Any, Any]]]]
+"""The earlier (input, output) pairs of an invocation's branch, given its recorded node."""
 
 
 RunStatus = Literal["running", "completed", "failed", "cancelled", "timed_out", "unknown"]
@@ -188,17 +190,17 @@ class InProcessExecutor:
 
     async def _execute(self, invocation: InvokeMessage) -> CompleteMessage:
         started = time.perf_counter()
-        await self.recorder.record(invocation)
+        invoke_node = await self.recorder.record(invocation)
         dispatcher = BusDispatcher(
             self.bus, self.recorder, invocation, events=self.events, router=self.router
         )
         output: Any = None
         error: ErrorInfo | None = None
         try:
-            record = await self.resolve_agent(invocation.agent)
+            record = await self.resolve_agent(invocation.agent, invocation.agent_version)
             manifest = parse_manifest(record.manifest, f"{record.path}/agent.toml")
             dispatcher.agent_version = record.version
-            ctx = await self._context(invocation, dispatcher, manifest)
+            ctx = await self._context(invocation, invoke_node, dispatcher, manifest)
             output, error = await run_agent(self.runtimes, ctx, record, manifest)
         except RoostError as exc:
             error = exc.to_info()
@@ -208,9 +210,13 @@ class InProcessExecutor:
         return await self._complete(invocation, started, dispatcher, output, error)
 
     async def _context(
-        self, invocation: InvokeMessage, dispatcher: BusDispatcher, manifest: AgentManifest
+        self,
+        invocation: InvokeMessage,
+        invoke_node: Node | None,
+        dispatcher: BusDispatcher,
+        manifest: AgentManifest,
     ) -> AgentContext:
-        history = await self.load_history(invocation) if self.load_history else []
+        history = await self.load_history(invocation, invoke_node) if self.load_history else []
         return AgentContext(
             invocation,
             dispatcher,

@@ -24,7 +24,7 @@ from roost.protocol import (
     subjects,
 )
 from roost.runtime._executor import Executor, RunInfo
-from roost.stores import Session, StateStore
+from roost.stores import Node, Session, StateStore
 
 EventCallback = Callable[[EventMessage], Awaitable[None] | None]
 
@@ -35,12 +35,11 @@ class StateRecorder:
     def __init__(self, state: StateStore) -> None:
         self.state = state
 
-    async def record(self, message: Message, **annotations: Any) -> str:
+    async def record(self, message: Message, **annotations: Any) -> Node:
         content = msgspec.to_builtins(message)
         content.update(annotations)
         kind = content.pop("kind")
-        node = await self.state.append_node(message.session, message.branch, kind, content)
-        return node.id
+        return await self.state.append_node(message.session, message.branch, kind, content)
 
 
 @dataclass(frozen=True)
@@ -83,17 +82,19 @@ class Harness:
         metadata: dict[str, Any] | None = None,
         trace: TraceContext | None = None,
         run_id: str | None = None,
+        agent_version: int = 0,
     ) -> tuple[Session, InvokeMessage]:
         """Start a run of ``agent`` on ``input`` and return at once (its session and
         invocation; the invocation id is the run id).
 
         ``session`` (id or name) continues a session, else a new one is created; ``branch``
         defaults to the session's main branch. ``run_id`` makes the start idempotent: a run
-        with that id that already exists is not started again.
+        with that id that already exists is not started again. ``agent_version`` pins the
+        deployed version to run (0: the latest when the run begins).
         """
         sess, known = await self._session_for(agent, session, run_id)
         invocation = await self._start_in(
-            sess, known, agent, input, branch, timeout_s, metadata, trace, run_id
+            sess, known, agent, input, branch, timeout_s, metadata, trace, run_id, agent_version
         )
         return sess, invocation
 
@@ -108,6 +109,7 @@ class Harness:
         metadata: dict[str, Any] | None,
         trace: TraceContext | None,
         run_id: str | None,
+        agent_version: int,
     ) -> InvokeMessage:
         if known is not None:
             return InvokeMessage(
@@ -117,6 +119,7 @@ class Harness:
             session=sess.id,
             branch=branch or sess.main_branch,
             agent=agent,
+            agent_version=agent_version,
             input=input,
             timeout_s=timeout_s or self.run_timeout_s,
             metadata=metadata or {},
@@ -150,6 +153,7 @@ class Harness:
         metadata: dict[str, Any] | None = None,
         trace: TraceContext | None = None,
         run_id: str | None = None,
+        agent_version: int = 0,
     ) -> RunResult:
         """Run ``agent`` on ``input`` to completion (see :meth:`start`). ``on_event``
         receives the run's live events (progress, steps, questions, tokens)."""
@@ -157,7 +161,7 @@ class Harness:
         sess, known = await self._session_for(agent, session, run_id)
         async with self._events(sess.id, run_id or "", on_event):
             invocation = await self._start_in(
-                sess, known, agent, input, branch, timeout_s, metadata, trace, run_id
+                sess, known, agent, input, branch, timeout_s, metadata, trace, run_id, agent_version
             )
             # the run enforces its own timeout; this wait only guards against a lost run
             complete = await self.executor.wait(invocation.id, invocation.timeout_s + 60)
@@ -212,8 +216,16 @@ class Harness:
             await sub.unsubscribe()
 
 
-async def branch_history(state: StateStore, invocation: InvokeMessage) -> list[tuple[Any, Any]]:
-    """Earlier successful (input, output) pairs of the invocation's agent on its branch."""
+async def branch_history(
+    state: StateStore, invocation: InvokeMessage, invoke_node: Node | None = None
+) -> list[tuple[Any, Any]]:
+    """Earlier successful (input, output) pairs of the invocation's agent on its branch.
+
+    ``invoke_node`` (the invocation's recorded node) saves the read when it is the first
+    node of its branch, as it is for every run in a new session.
+    """
+    if invoke_node is not None and invoke_node.parent is None:
+        return []
     nodes = await state.list_nodes(invocation.session, invocation.branch)
     inputs: dict[str, Any] = {}
     pairs: list[tuple[Any, Any]] = []

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from roost.protocol import ServiceUnavailableError
-from roost.stores._db import Database, alembic_config, canonical_json, sha256_hex
+from roost.stores._db import Database, LruCache, alembic_config, canonical_json, sha256_hex
 from roost.stores._interfaces import (
     KvStore,
     RegistryStore,
@@ -164,6 +164,7 @@ __all__ = [
     "Database",
     "EngineName",
     "KvStore",
+    "LruCache",
     "ModelKind",
     "ModelRecord",
     "Node",

@@ -345,5 +345,8 @@ class SqlRegistryStore:
 
 
 def _next_version_in(s: DbSession, name: str) -> int:
-    current = s.scalar(select(func.max(AgentRow.version)).where(AgentRow.name == name))
-    return (current or 0) + 1
+    """One past every version ever deployed, deleted ones included (their bundles stay):
+    a version number always means the same files, so processes may cache it."""
+    deployed = s.scalar(select(func.max(AgentRow.version)).where(AgentRow.name == name))
+    bundled = s.scalar(select(func.max(AgentBundleRow.version)).where(AgentBundleRow.name == name))
+    return max(deployed or 0, bundled or 0) + 1

@@ -83,10 +83,10 @@ class RunActivities:
         """Record the invoke and load what the run needs: the agent and the branch history."""
         with _failures():
             inv = msgspec.convert(invocation, InvokeMessage)
-            await self.recorder.record(inv)
-            record = await self.resolve_agent(inv.agent)
+            invoke_node = await self.recorder.record(inv)
+            record = await self.resolve_agent(inv.agent, inv.agent_version)
             parse_manifest(record.manifest, f"{record.path}/agent.toml")  # fail early if bad
-            history = await self.load_history(inv)
+            history = await self.load_history(inv, invoke_node)
             return {"agent": msgspec.to_builtins(record), "history": history}
 
     @activity.defn(name=SERVICE_CALL)
