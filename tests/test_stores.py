@@ -629,3 +629,77 @@ def test_postgres_dev_server(postgres_server: Any) -> None:
             assert row is not None and row[0] == pytest.approx(1.0)
     finally:
         postgres_server.drop_database(name)
+
+
+# --- group commit ----------------------------------------------------------------------
+
+
+@pytest.fixture
+async def scratch_db(tmp_path: Path) -> AsyncIterator[Any]:
+    from sqlalchemy import text
+
+    from roost.stores._db import Database
+
+    db = Database(f"sqlite:///{tmp_path}/scratch.db")
+    with db.write_connection() as c:
+        c.execute(text("CREATE TABLE items (value TEXT UNIQUE NOT NULL)"))
+    yield db
+    await db.close()
+
+
+def _stored(db: Any) -> list[str]:
+    from sqlalchemy import text
+
+    with db.read_connection() as c:
+        return sorted(c.execute(text("SELECT value FROM items")).scalars())
+
+
+async def test_group_commit_shares_transactions_between_concurrent_writes(scratch_db: Any) -> None:
+    from sqlalchemy import text
+
+    from roost.stores._db import GroupCommit
+
+    transactions = 0
+    open_transaction = scratch_db.write_connection
+
+    def counted() -> Any:
+        nonlocal transactions
+        transactions += 1
+        return open_transaction()
+
+    scratch_db.write_connection = counted
+
+    def apply(c: Any, value: str) -> str:
+        c.execute(text("INSERT INTO items (value) VALUES (:v)"), {"v": value})
+        return value.upper()
+
+    group = GroupCommit(scratch_db, apply, max_batch=16)
+    values = [f"v{i}" for i in range(40)]
+    assert await asyncio.gather(*(group.submit(v) for v in values)) == [v.upper() for v in values]
+    assert _stored(scratch_db) == sorted(values)
+    assert transactions == 3  # 40 writes submitted together: batches of 16, 16 and 8
+    assert await group.submit("alone") == "ALONE"
+
+
+async def test_group_commit_isolates_failures(scratch_db: Any) -> None:
+    """A failed precondition fails only its item; any other error rolls the batch back
+    and each item is written again alone, so only the bad one fails."""
+    from sqlalchemy import text
+
+    from roost.stores._db import GroupCommit
+
+    def apply(c: Any, value: str) -> str:
+        if value == "missing":
+            raise NotFoundError("no such thing")  # a precondition: before any write
+        c.execute(text("INSERT INTO items (value) VALUES (:v)"), {"v": value})
+        return value
+
+    group = GroupCommit(scratch_db, apply)
+    await group.submit("taken")
+    outcomes = await asyncio.gather(
+        *(group.submit(v) for v in ["a", "missing", "b", "taken", "c"]), return_exceptions=True
+    )
+    assert outcomes[0::2] == ["a", "b", "c"]
+    assert isinstance(outcomes[1], NotFoundError)
+    assert isinstance(outcomes[3], IntegrityError)  # a duplicate: fails alone, after retries
+    assert _stored(scratch_db) == ["a", "b", "c", "taken"]

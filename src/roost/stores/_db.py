@@ -38,7 +38,7 @@ import logging
 import random
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
@@ -52,7 +52,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from roost.protocol import ServiceUnavailableError
+from roost.protocol import RoostError, ServiceUnavailableError
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -63,6 +63,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 K = TypeVar("K")
 V = TypeVar("V")
+A = TypeVar("A")  # an item of a group commit
 H = TypeVar("H")  # a transaction handle: an ORM Session or a Core Connection
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -274,6 +275,87 @@ class Database:
 
     async def close(self) -> None:
         await asyncio.to_thread(self.close_sync)
+
+
+class GroupCommit(Generic[A, T]):
+    """Concurrent writes of one kind share a transaction: a group commit.
+
+    :meth:`submit` queues an item and waits until it is committed. While a batch is being
+    written, newly submitted items queue up and go together in the next one: one trip to the
+    database thread and one transaction for all of them, instead of one each, all waiting
+    on the write lock in turn. A lone item still goes at once.
+
+    ``apply(connection, item)`` writes one item. It may raise a :class:`RoostError` (a
+    failed precondition: unknown session, say) only *before* it writes: that item fails
+    and the rest of the batch goes on. Any other exception rolls the batch back, and each
+    of its items is written again alone, with :meth:`Database.transact_core`'s retries.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        apply: Callable[[Connection, A], T],
+        *,
+        what: str = "write",
+        max_batch: int = 64,
+    ) -> None:
+        self._db = db
+        self._apply = apply
+        self._what = what
+        self._max_batch = max_batch
+        self._queue: deque[tuple[A, asyncio.Future[T]]] = deque()
+        self._writer: asyncio.Task[None] | None = None
+
+    async def submit(self, item: A) -> T:
+        """Write ``item`` (with whatever else is waiting) and return what ``apply`` returned.
+
+        A cancelled caller's item is still written; only the result is dropped.
+        """
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.append((item, future))
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write_queued())
+        return await asyncio.shield(future)
+
+    async def _write_queued(self) -> None:
+        try:
+            while self._queue:
+                batch = [
+                    self._queue.popleft() for _ in range(min(len(self._queue), self._max_batch))
+                ]
+                try:
+                    outcomes = await self._db.run(self._commit, [item for item, _ in batch])
+                except BaseException as exc:  # the database is closed or gone: fail them all
+                    outcomes = [exc] * len(batch)
+                for (_, future), outcome in zip(batch, outcomes, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(outcome, BaseException):
+                        future.set_exception(outcome)
+                    else:
+                        future.set_result(outcome)
+        finally:
+            self._writer = None
+
+    def _commit(self, items: list[A]) -> list[T | BaseException]:
+        outcomes: list[T | BaseException] = []
+        try:
+            with self._db.write_connection() as connection:
+                for item in items:
+                    try:
+                        outcomes.append(self._apply(connection, item))
+                    except RoostError as exc:  # raised before the item wrote anything
+                        outcomes.append(exc)
+            return outcomes
+        except Exception:
+            # the whole batch rolled back (a lost race on Postgres, say): each alone, retried
+            return [self._alone(item) for item in items]
+
+    def _alone(self, item: A) -> T | BaseException:
+        try:
+            return self._db.transact_core(lambda c: self._apply(c, item), what=self._what)
+        except Exception as exc:
+            return exc
 
 
 def alembic_config() -> Config:

@@ -6,13 +6,27 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Table, bindparam, delete, func, select
 from sqlalchemy.orm import Session as DbSession
 
 from roost.protocol import InvalidRequestError, NotFoundError
 from roost.stores._db import Database, sha256_hex
 from roost.stores._records import AgentRecord, Capability, ModelRecord, WorkerRecord
 from roost.stores._schema import AgentBundleRow, AgentRow, CapabilityRow, ModelRow, WorkerRow
+
+_AGENTS: Table = AgentRow.__table__  # type: ignore[assignment]
+_AGENT_COLUMNS = [
+    _AGENTS.c[name] for name in ("name", "version", "manifest", "path", "deployed_at")
+]
+_AGENT_VERSION = select(*_AGENT_COLUMNS).where(
+    _AGENTS.c.name == bindparam("name"), _AGENTS.c.version == bindparam("version")
+)
+_LATEST_AGENT = (
+    select(*_AGENT_COLUMNS)
+    .where(_AGENTS.c.name == bindparam("name"))
+    .order_by(_AGENTS.c.version.desc())
+    .limit(1)
+)
 
 
 def _agent(row: AgentRow) -> AgentRecord:
@@ -115,17 +129,11 @@ class SqlRegistryStore:
         return await self._db.run(self._get_agent, name, version)
 
     def _get_agent(self, name: str, version: int | None) -> AgentRecord | None:
-        with self._db.read() as s:
-            if version is not None:
-                row = s.get(AgentRow, (name, version))
-            else:
-                row = s.scalars(
-                    select(AgentRow)
-                    .where(AgentRow.name == name)
-                    .order_by(AgentRow.version.desc())
-                    .limit(1)
-                ).first()
-            return _agent(row) if row is not None else None
+        # Core statements: every run looks its agent up
+        query = _LATEST_AGENT if version is None else _AGENT_VERSION
+        with self._db.read_connection() as c:
+            row = c.execute(query, {"name": name, "version": version}).first()
+        return AgentRecord(**row._mapping) if row is not None else None
 
     async def list_agents(self) -> list[AgentRecord]:
         return await self._db.run(self._list_agents)

@@ -13,7 +13,7 @@ import re
 import secrets
 import time
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import msgspec
 from sqlalchemy import (
@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session as DbSession
 
 from roost.protocol import InvalidRequestError, NotFoundError, new_id
-from roost.stores._db import Conflict, Database, canonical_json, sha256_hex
+from roost.stores._db import Conflict, Database, GroupCommit, canonical_json, sha256_hex
 from roost.stores._records import NODE_KINDS, Branch, Node, NodeKind, Session
 from roost.stores._schema import BranchRow, NodeRow, SessionRow
 
@@ -126,6 +126,12 @@ def _append_target(session_matches: ColumnElement[bool]) -> Select[Any]:
     )
 
 
+_BRANCH_NAMES = (
+    select(_BRANCHES.c.name)
+    .where(_BRANCHES.c.session_id == bindparam("sid"))
+    .order_by(_BRANCHES.c.created_at, _BRANCHES.c.name)
+)
+_SESSION_NAMED = select(_SESSIONS.c.id).where(_SESSIONS.c.name == bindparam("name"))
 _APPEND_TARGET_BY_ID = _append_target(_SESSIONS.c.id == bindparam("ref"))
 _APPEND_TARGET_BY_NAME = _append_target(_SESSIONS.c.name == bindparam("ref"))
 _NODE_BY_ID = select(_NODES).where(_NODES.c.id == bindparam("nid"))
@@ -152,6 +158,13 @@ _MOVE_HEAD_FROM_ROOT = (
 _TOUCH_SESSION = (
     update(_SESSIONS).where(_SESSIONS.c.id == bindparam("sid")).values(updated_at=bindparam("now"))
 )
+
+
+class _Append(NamedTuple):
+    session: str
+    branch: str
+    kind: str
+    content: dict[str, Any]
 
 
 def _node_of(row: Any) -> Node:
@@ -194,6 +207,9 @@ class SqlStateStore:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        # appends are the hottest write (one per recorded message of every run): concurrent
+        # ones share a transaction
+        self._appends = GroupCommit(self._db, self._append, what="append to a session")
 
     # --- sessions ----------------------------------------------------------------------
 
@@ -208,34 +224,38 @@ class SqlStateStore:
         return await self._db.run(self._create_session, agent, name)
 
     def _create_session(self, agent: str, name: str | None) -> Session:
-        def work(s: DbSession) -> Session:
+        # Core statements: a new session starts nearly every run
+        def work(c: Connection) -> Session:
             chosen = name
             if chosen is None:
                 for _ in range(_NAME_ATTEMPTS):
                     candidate = generate_session_name()
-                    if s.scalar(select(SessionRow.id).where(SessionRow.name == candidate)) is None:
+                    if c.execute(_SESSION_NAMED, {"name": candidate}).first() is None:
                         chosen = candidate
                         break
                 else:
                     raise Conflict("no free session name found")
-            elif s.scalar(select(SessionRow.id).where(SessionRow.name == chosen)) is not None:
+            elif c.execute(_SESSION_NAMED, {"name": chosen}).first() is not None:
                 raise InvalidRequestError(f"a session named {chosen!r} already exists")
             now = time.time()
-            row = SessionRow(
-                id=new_id(),
-                name=chosen,
-                agent=agent,
-                status="active",
-                main_branch=MAIN_BRANCH,
-                created_at=now,
-                updated_at=now,
+            row: dict[str, Any] = {
+                "id": new_id(),
+                "name": chosen,
+                "agent": agent,
+                "status": "active",
+                "main_branch": MAIN_BRANCH,
+                "created_at": now,
+                "updated_at": now,
+            }
+            session = Session(**row)
+            c.execute(insert(_SESSIONS), row)
+            c.execute(
+                insert(_BRANCHES),
+                {"session_id": session.id, "name": MAIN_BRANCH, "created_at": now},
             )
-            s.add(row)
-            s.flush()  # the session row must exist before its branch (foreign key)
-            s.add(BranchRow(session_id=row.id, name=MAIN_BRANCH, created_at=now))
-            return _session(row)
+            return session
 
-        return self._db.transact(work, what=f"create a session of {agent!r}")
+        return self._db.transact_core(work, what=f"create a session of {agent!r}")
 
     async def get_session(self, session: str) -> Session:
         return await self._db.run(self._get_session, session)
@@ -282,59 +302,59 @@ class SqlStateStore:
             raise InvalidRequestError(f"node content is not JSON-serializable: {exc}") from exc
         if not isinstance(content, dict):
             raise InvalidRequestError("node content must be a JSON object")
-        return await self._db.run(self._append, session, branch, kind, content)
+        return await self._appends.submit(_Append(session, branch, kind, content))
 
-    def _append(self, session: str, branch: str, kind: str, content: dict[str, Any]) -> Node:
+    def _append(self, c: Connection, append: _Append) -> Node:
+        """One append, in the caller's transaction (see :class:`GroupCommit`: failed
+        preconditions raise before anything is written). Core statements, four of them in
+        the common case."""
+        session, branch, kind, content = append
         message_id = content.get("id") if isinstance(content.get("id"), str) else None
         params = {"ref": session, "branch": branch, "mid": message_id, "kind": kind}
-
-        # Core statements on a Connection, not ORM objects, and four statements in the
-        # common case: appends are the hottest write of every run (one per recorded message).
-        def work(c: Connection) -> Node:
-            target = (
-                c.execute(_APPEND_TARGET_BY_ID, params).first()
-                or c.execute(_APPEND_TARGET_BY_NAME, params).first()
+        target = (
+            c.execute(_APPEND_TARGET_BY_ID, params).first()
+            or c.execute(_APPEND_TARGET_BY_NAME, params).first()
+        )
+        if target is None:
+            raise NotFoundError(
+                f"unknown session {session!r} (neither a session id nor a session name)"
             )
-            if target is None:
-                raise NotFoundError(
-                    f"unknown session {session!r} (neither a session id nor a session name)"
-                )
-            sid = target.id
-            if target.recorded is not None:  # the same message recorded again: idempotent
-                return _node_of(c.execute(_NODE_BY_SEQ, {"seq": target.recorded}).one()._mapping)
-            if target.branch is None:
-                with self._db.read() as s:  # raises, naming the session's branches
-                    _branch_row(s, _session_row(s, sid), branch)
-            parent = target.head
-            nid = node_id(sid, parent, kind, content)
-            now = time.time()
-            # A message's node id covers its message id, so for messages the lookup above
-            # already found any identical node; other content may repeat under one parent.
-            row = None if message_id else c.execute(_NODE_BY_ID, {"nid": nid}).first()
-            if row is not None:  # the same content under the same parent is the same node
-                node = _node_of(row._mapping)
-            else:
-                values = {
-                    "id": nid,
-                    "session_id": sid,
-                    "branch": branch,
-                    "parent": parent,
-                    "kind": kind,
-                    "content": content,
-                    "created_at": now,
-                    "message_id": message_id,
-                }
-                inserted = c.execute(_INSERT_NODE, values)
-                (seq,) = inserted.inserted_primary_key or (None,)
-                node = _node_of({**values, "seq": seq})
-            move = _MOVE_HEAD_FROM_ROOT if parent is None else _MOVE_HEAD
-            moved = c.execute(move, {"sid": sid, "branch": branch, "old": parent, "new": nid})
-            if moved.rowcount != 1:
-                raise Conflict(f"head of {target.name}/{branch} moved")
-            c.execute(_TOUCH_SESSION, {"sid": sid, "now": now})
-            return node
-
-        return self._db.transact_core(work, what=f"append to branch {branch!r}")
+        sid = target.id
+        if target.recorded is not None:  # the same message recorded again: idempotent
+            return _node_of(c.execute(_NODE_BY_SEQ, {"seq": target.recorded}).one()._mapping)
+        if target.branch is None:
+            known = ", ".join(c.execute(_BRANCH_NAMES, {"sid": sid}).scalars())
+            raise NotFoundError(
+                f"session {target.name} has no branch {branch!r} (branches: {known})"
+            )
+        parent = target.head
+        nid = node_id(sid, parent, kind, content)
+        now = time.time()
+        # A message's node id covers its message id, so for messages the lookup above
+        # already found any identical node; other content may repeat under one parent.
+        row = None if message_id else c.execute(_NODE_BY_ID, {"nid": nid}).first()
+        if row is not None:  # the same content under the same parent is the same node
+            node = _node_of(row._mapping)
+        else:
+            values = {
+                "id": nid,
+                "session_id": sid,
+                "branch": branch,
+                "parent": parent,
+                "kind": kind,
+                "content": content,
+                "created_at": now,
+                "message_id": message_id,
+            }
+            inserted = c.execute(_INSERT_NODE, values)
+            (seq,) = inserted.inserted_primary_key or (None,)
+            node = _node_of({**values, "seq": seq})
+        move = _MOVE_HEAD_FROM_ROOT if parent is None else _MOVE_HEAD
+        moved = c.execute(move, {"sid": sid, "branch": branch, "old": parent, "new": nid})
+        if moved.rowcount != 1:
+            raise Conflict(f"head of {target.name}/{branch} moved")
+        c.execute(_TOUCH_SESSION, {"sid": sid, "now": now})
+        return node
 
     async def get_node(self, node_id: str) -> Node:
         return await self._db.run(self._get_node, node_id)
