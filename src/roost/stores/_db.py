@@ -311,11 +311,13 @@ class GroupCommit(Generic[A, T]):
 
         A cancelled caller's item is still written; only the result is dropped.
         """
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
         self._queue.append((item, future))
         if self._writer is None:
-            self._writer = asyncio.get_running_loop().create_task(self._write_queued())
-        return await asyncio.shield(future)
+            self._writer = loop.create_task(self._write_queued())
+        # a cancelled caller cancels only this future: the queued item is written anyway
+        return await future
 
     async def _write_queued(self) -> None:
         try:
