@@ -273,6 +273,16 @@ async def test_concurrent_appends_form_one_chain(stores: Stores) -> None:
     assert branch.head == nodes[-1].id
 
 
+async def test_a_session_is_updated_when_a_run_begins_or_ends(stores: Stores) -> None:
+    state = stores.state
+    session = await state.create_session("echo")
+    await state.append_node(session.id, "main", "request", {"id": "r1"})
+    await state.append_node(session.id, "main", "event", {"id": "e1"})
+    assert (await state.get_session(session.id)).updated_at == session.updated_at
+    await state.append_node(session.id, "main", "complete", {"id": "c1"})
+    assert (await state.get_session(session.id)).updated_at > session.updated_at
+
+
 async def test_appends_from_two_engines_form_one_chain(
     stores: Stores, database_url: str, tmp_path: Path
 ) -> None:

@@ -77,6 +77,8 @@ class Session:
 
     ``id`` is opaque and stable; ``name`` is a readable unique alias (``brave-otter-4821``).
     Either identifies the session wherever the state store takes a session.
+    ``updated_at`` is when a run last began or ended on it, or it was forked or promoted
+    (the requests, responses and events within a run do not move it).
     """
 
     id: str

@@ -131,6 +131,7 @@ _BRANCH_NAMES = (
     .where(_BRANCHES.c.session_id == bindparam("sid"))
     .order_by(_BRANCHES.c.created_at, _BRANCHES.c.name)
 )
+_WITHIN_A_RUN = frozenset({"request", "response", "event"})
 _SESSION_NAMED = select(_SESSIONS.c.id).where(_SESSIONS.c.name == bindparam("name"))
 _APPEND_TARGET_BY_ID = _append_target(_SESSIONS.c.id == bindparam("ref"))
 _APPEND_TARGET_BY_NAME = _append_target(_SESSIONS.c.name == bindparam("ref"))
@@ -353,7 +354,8 @@ class SqlStateStore:
         moved = c.execute(move, {"sid": sid, "branch": branch, "old": parent, "new": nid})
         if moved.rowcount != 1:
             raise Conflict(f"head of {target.name}/{branch} moved")
-        c.execute(_TOUCH_SESSION, {"sid": sid, "now": now})
+        if kind not in _WITHIN_A_RUN:  # a run's many inner nodes leave updated_at alone
+            c.execute(_TOUCH_SESSION, {"sid": sid, "now": now})
         return node
 
     async def get_node(self, node_id: str) -> Node:
