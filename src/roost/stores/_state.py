@@ -211,6 +211,8 @@ class SqlStateStore:
         # appends are the hottest write (one per recorded message of every run): concurrent
         # ones share a transaction
         self._appends = GroupCommit(self._db, self._append, what="append to a session")
+        # and nearly every run starts a session
+        self._new_sessions = GroupCommit(self._db, self._create_session, what="create a session")
 
     # --- sessions ----------------------------------------------------------------------
 
@@ -222,41 +224,39 @@ class SqlStateStore:
                 f"invalid session name {name!r}: use 1-100 lowercase letters, digits, '.', '_' "
                 "or '-' (and not 32 hex digits, which look like a session id)"
             )
-        return await self._db.run(self._create_session, agent, name)
+        return await self._new_sessions.submit((agent, name))
 
-    def _create_session(self, agent: str, name: str | None) -> Session:
-        # Core statements: a new session starts nearly every run
-        def work(c: Connection) -> Session:
-            chosen = name
-            if chosen is None:
-                for _ in range(_NAME_ATTEMPTS):
-                    candidate = generate_session_name()
-                    if c.execute(_SESSION_NAMED, {"name": candidate}).first() is None:
-                        chosen = candidate
-                        break
-                else:
-                    raise Conflict("no free session name found")
-            elif c.execute(_SESSION_NAMED, {"name": chosen}).first() is not None:
-                raise InvalidRequestError(f"a session named {chosen!r} already exists")
-            now = time.time()
-            row: dict[str, Any] = {
-                "id": new_id(),
-                "name": chosen,
-                "agent": agent,
-                "status": "active",
-                "main_branch": MAIN_BRANCH,
-                "created_at": now,
-                "updated_at": now,
-            }
-            session = Session(**row)
-            c.execute(insert(_SESSIONS), row)
-            c.execute(
-                insert(_BRANCHES),
-                {"session_id": session.id, "name": MAIN_BRANCH, "created_at": now},
-            )
-            return session
-
-        return self._db.transact_core(work, what=f"create a session of {agent!r}")
+    def _create_session(self, c: Connection, request: tuple[str, str | None]) -> Session:
+        """One new session, in the caller's transaction (see :class:`GroupCommit`)."""
+        agent, name = request
+        chosen = name
+        if chosen is None:
+            for _ in range(_NAME_ATTEMPTS):
+                candidate = generate_session_name()
+                if c.execute(_SESSION_NAMED, {"name": candidate}).first() is None:
+                    chosen = candidate
+                    break
+            else:
+                raise Conflict("no free session name found")
+        elif c.execute(_SESSION_NAMED, {"name": chosen}).first() is not None:
+            raise InvalidRequestError(f"a session named {chosen!r} already exists")
+        now = time.time()
+        row: dict[str, Any] = {
+            "id": new_id(),
+            "name": chosen,
+            "agent": agent,
+            "status": "active",
+            "main_branch": MAIN_BRANCH,
+            "created_at": now,
+            "updated_at": now,
+        }
+        session = Session(**row)
+        c.execute(insert(_SESSIONS), row)
+        c.execute(
+            insert(_BRANCHES),
+            {"session_id": session.id, "name": MAIN_BRANCH, "created_at": now},
+        )
+        return session
 
     async def get_session(self, session: str) -> Session:
         return await self._db.run(self._get_session, session)
