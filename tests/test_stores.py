@@ -713,3 +713,29 @@ async def test_group_commit_isolates_failures(scratch_db: Any) -> None:
     assert isinstance(outcomes[1], NotFoundError)
     assert isinstance(outcomes[3], IntegrityError)  # a duplicate: fails alone, after retries
     assert _stored(scratch_db) == ["a", "b", "c", "taken"]
+
+
+async def test_group_commit_serves_several_event_loops(scratch_db: Any) -> None:
+    """One store used from two threads' event loops at once: every write lands."""
+    import threading
+
+    from sqlalchemy import text
+
+    from roost.stores._db import GroupCommit
+
+    def apply(c: Any, value: str) -> str:
+        c.execute(text("INSERT INTO items (value) VALUES (:v)"), {"v": value})
+        return value
+
+    group = GroupCommit(scratch_db, apply)
+
+    async def write(prefix: str) -> list[str]:
+        return await asyncio.gather(*(group.submit(f"{prefix}{i}") for i in range(30)))
+
+    other: list[str] = []
+    thread = threading.Thread(target=lambda: other.extend(asyncio.run(write("t"))))
+    thread.start()
+    mine = await write("m")
+    await asyncio.to_thread(thread.join, 30)
+    assert len(mine) == len(other) == 30
+    assert len(_stored(scratch_db)) == 60

@@ -312,6 +312,10 @@ class GroupCommit(Generic[A, T]):
         A cancelled caller's item is still written; only the result is dropped.
         """
         loop = asyncio.get_running_loop()
+        if self._writer is not None and self._writer.get_loop() is not loop:
+            # another event loop's batch is in flight (one store, several threads' loops):
+            # its futures belong to that loop, so this item goes alone
+            return await self._db.run(self._db.transact_core, self._apply_to(item), what=self._what)
         future: asyncio.Future[T] = loop.create_future()
         self._queue.append((item, future))
         if self._writer is None:
@@ -327,7 +331,12 @@ class GroupCommit(Generic[A, T]):
                 ]
                 try:
                     outcomes = await self._db.run(self._commit, [item for item, _ in batch])
-                except BaseException as exc:  # the database is closed or gone: fail them all
+                except asyncio.CancelledError:  # the loop is shutting down
+                    for _, future in [*batch, *self._queue]:
+                        future.cancel()
+                    self._queue.clear()
+                    raise
+                except Exception as exc:  # the database is closed or gone: fail them all
                     outcomes = [exc] * len(batch)
                 for (_, future), outcome in zip(batch, outcomes, strict=True):
                     if future.done():
@@ -355,9 +364,12 @@ class GroupCommit(Generic[A, T]):
 
     def _alone(self, item: A) -> T | BaseException:
         try:
-            return self._db.transact_core(lambda c: self._apply(c, item), what=self._what)
+            return self._db.transact_core(self._apply_to(item), what=self._what)
         except Exception as exc:
             return exc
+
+    def _apply_to(self, item: A) -> Callable[[Connection], T]:
+        return lambda connection: self._apply(connection, item)
 
 
 def alembic_config() -> Config:
