@@ -82,7 +82,9 @@ async def test_requests_reach_the_workers_of_their_engine(llm: FakeLLMServer) ->
     await engines.close()
 
 
-async def test_the_router_caches_and_leaves_other_calls_alone(llm: FakeLLMServer) -> None:
+async def test_the_router_names_the_engine_and_leaves_other_calls_alone(
+    llm: FakeLLMServer,
+) -> None:
     calls: list[str] = []
     known = models(llm)
 
@@ -94,10 +96,10 @@ async def test_the_router_caches_and_leaves_other_calls_alone(llm: FakeLLMServer
             raise NotFoundError(f"unknown model {name!r}")
         return known[name]
 
-    router = EngineRouter(resolve, ttl_s=60)
+    router = EngineRouter(resolve)
     assert await router.shard(chat("cloud")) == "openai"
-    assert await router.shard(chat("cloud")) == "openai"
-    assert calls == ["cloud"]  # cached
+    assert await router.shard(chat("local-llama")) == "ollama"
+    assert calls == ["cloud", "local-llama"]
     assert await router.shard(chat("nope")) is None  # the service reports the unknown model
     kv = RequestMessage(service="kv", op="get", body={"key": "k"}, timeout_s=1)
     assert await router.shard(kv) is None

@@ -82,7 +82,7 @@ log = logging.getLogger("roost.platform")
 
 LOCAL_SERVICES = ("infer", "embed", "kv", "vec", "tool", "agent")
 MODEL_CACHE_S = 5.0
-"""How long a process without the database trusts a model record it fetched."""
+"""How long a process trusts a model record it fetched from the registry."""
 
 
 @dataclass(frozen=True)
@@ -583,19 +583,17 @@ class Platform:
     # --- models and secrets ------------------------------------------------------------
 
     async def get_model(self, name: str) -> ModelRecord:
-        # a worker on remote stores would ask the registry over the network for every
-        # model call; it keeps what it learnt for a few seconds instead (a re-registered
-        # model reaches it within MODEL_CACHE_S)
-        remote = self.stores.db is None
-        if remote:
-            cached = self._model_cache.get(name)
-            if cached is not None and time.monotonic() - cached[1] < MODEL_CACHE_S:
-                return cached[0]
+        """The registered model ``name``. Every model call looks its model up (the router
+        for its engine, the service for the rest), so records are kept MODEL_CACHE_S: a
+        model changed by another process reaches this one within that; a change made
+        through this platform at once."""
+        cached = self._model_cache.get(name)
+        if cached is not None and time.monotonic() - cached[1] < MODEL_CACHE_S:
+            return cached[0]
         model = await self.stores.registry.get_model(name)
         if model is None:
             raise NotFoundError(f"unknown model {name!r}; see `roost model list`")
-        if remote:
-            self._model_cache[name] = (model, time.monotonic())
+        self._model_cache[name] = (model, time.monotonic())
         return model
 
     async def list_models(self) -> list[ModelRecord]:

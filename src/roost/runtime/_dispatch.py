@@ -95,16 +95,15 @@ class EngineRouter:
     """Sends a model call to the workers that run the model's engine.
 
     Inference and embedding workers serve one shard subject per engine they run
-    (``roost.v1.svc.infer.llama-cpp``, ...); the router looks the requested model up (cached
-    for ``ttl_s``) and names its engine's shard, so a request for a llama.cpp model never
-    lands on a node that only talks to OpenAI. Requests it cannot route (other services,
-    no model named, an unknown model: the service reports that) use the plain subject.
+    (``roost.v1.svc.infer.llama-cpp``, ...); the router looks the requested model up with
+    ``resolve_model`` (the platform's, which caches records) and names its engine's shard,
+    so a request for a llama.cpp model never lands on a node that only talks to OpenAI.
+    Requests it cannot route (other services, no model named, an unknown model: the service
+    reports that) use the plain subject.
     """
 
-    def __init__(self, resolve_model: ModelLookup, *, ttl_s: float = 30.0) -> None:
+    def __init__(self, resolve_model: ModelLookup) -> None:
         self.resolve_model = resolve_model
-        self.ttl_s = ttl_s
-        self._engines: dict[str, tuple[str, float]] = {}
 
     async def shard(self, request: RequestMessage) -> str | None:
         if (request.service, request.op) not in _ROUTED:
@@ -112,15 +111,10 @@ class EngineRouter:
         name = request.body.get("model")
         if not isinstance(name, str) or not name:
             return None
-        cached = self._engines.get(name)
-        now = time.monotonic()
-        if cached is not None and now - cached[1] < self.ttl_s:
-            return cached[0]
         try:
             model = await self.resolve_model(name)
         except NotFoundError:
             return None
-        self._engines[name] = (model.engine, now)
         return model.engine
 
 
