@@ -25,11 +25,12 @@ def cli_env(home: Path, **extra: str) -> dict[str, str]:
 
 
 def run_cli(
-    env: dict[str, str], *args: str, timeout: float = 120
+    env: dict[str, str], *args: str, timeout: float = 120, module: str = "roost"
 ) -> subprocess.CompletedProcess[str]:
-    """``roost ARGS`` in a subprocess, its output captured."""
+    """``roost ARGS`` in a subprocess, its output captured (``module="roost.daemon"``:
+    ``roostd ARGS``)."""
     return subprocess.run(
-        [sys.executable, "-m", "roost", *args],
+        [sys.executable, "-m", module, *args],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -38,12 +39,12 @@ def run_cli(
     )
 
 
-def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    """``check()``'s first truthy result, polled every 0.2 s for up to ``timeout`` s."""
+def wait_until(check: Callable[[], Any], timeout: float, what: str, *, every: float = 0.2) -> Any:
+    """``check()``'s first truthy result, polled every ``every`` s for up to ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         result = check()
         if result:
             return result
-        time.sleep(0.2)
+        time.sleep(every)
     raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")

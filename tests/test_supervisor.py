@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from cli_helpers import cli_env, run_cli
+from cli_helpers import wait_until as wait_until_polled
 from roost.config import GRPC_PORTS
 from roost.devservers import NatsServer
 from roost.devservers._process import free_port
@@ -57,11 +59,7 @@ async def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Non
 
 
 def wait_until_sync(check: Callable[[], Any], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout}s for {what}")
-        time.sleep(0.05)
+    wait_until_polled(check, timeout, what, every=0.05)
 
 
 def worker_in(snapshot: dict[str, Any], name: str) -> dict[str, Any]:
@@ -69,16 +67,7 @@ def worker_in(snapshot: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ROOST_HOME": str(home), "NO_COLOR": "1", "COLUMNS": "200"}
-    env.pop("ROOST_CONFIG", None)
-    return subprocess.run(
-        [sys.executable, "-m", "roost", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_cli(cli_env(home), *args, timeout=60)
 
 
 class Rig:
@@ -594,23 +583,10 @@ ALL_OFF = {
 }
 
 
-def roostd_env(home: Path, **env: str) -> dict[str, str]:
-    merged = {**os.environ, "ROOST_HOME": str(home), "NO_COLOR": "1", "COLUMNS": "200", **env}
-    merged.pop("ROOST_CONFIG", None)
-    return merged
-
-
 def roostd(
     env: dict[str, str], *args: str, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from roost.daemon.main import main; main()", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_cli(env, *args, timeout=timeout, module="roost.daemon")
 
 
 def write_config(home: Path, nats_url: str, workers: dict[str, int], extra: str = "") -> None:
@@ -629,7 +605,7 @@ def start_roostd(tmp_path: Path, home: Path) -> subprocess.Popen[str]:
     log = (tmp_path / "roostd.log").open("w")
     return subprocess.Popen(
         [sys.executable, "-c", "from roost.daemon.main import main; main()", "start"],
-        env=roostd_env(home),
+        env=cli_env(home),
         cwd=ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -690,7 +666,7 @@ def test_roostd_start_runs_restarts_and_stops_kv_and_vec_workers(
 ) -> None:
     home = tmp_path / "home"
     write_config(home, nats_server.url, {"kv": 2, "vec": 1})
-    env = roostd_env(home)
+    env = cli_env(home)
     proc = start_roostd(tmp_path, home)
     spawned.append(proc)
 
@@ -797,7 +773,7 @@ def test_roostd_start_rejects_bad_configuration_in_one_line(tmp_path: Path) -> N
         ({**nats, "ROOST_DISTRIBUTED__WORKERS": json.dumps(ALL_OFF)}, "no workers to run"),
     ]
     for env, message in cases:
-        proc = roostd(roostd_env(home, **env), timeout=30)
+        proc = roostd(cli_env(home, **env), timeout=30)
         assert proc.returncode == 2, (env, proc.stderr)
         assert message in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
@@ -808,7 +784,7 @@ def test_roostd_start_fails_fast_when_nats_is_unreachable(tmp_path: Path) -> Non
     home = tmp_path / "home"
     url = f"nats://127.0.0.1:{free_port()}"  # nothing listens there
     write_config(home, url, {"kv": 1})
-    env = roostd_env(home, ROOST_DISTRIBUTED__CONNECT_TIMEOUT_S="2")
+    env = cli_env(home, ROOST_DISTRIBUTED__CONNECT_TIMEOUT_S="2")
     started = time.monotonic()
     proc = roostd(env, "start", timeout=30)
     assert time.monotonic() - started < 10
@@ -826,7 +802,7 @@ def test_roostd_start_fails_fast_when_postgres_is_unreachable(
     port = free_port()  # nothing listens there
     database = f"postgresql+psycopg://roost@127.0.0.1:{port}/roost"
     write_config(home, nats_server.url, {"kv": 1})
-    env = roostd_env(
+    env = cli_env(
         home,
         ROOST_STATE__BACKEND="postgres",
         ROOST_STATE__URL=database,
@@ -844,7 +820,7 @@ def test_roostd_start_fails_fast_when_postgres_is_unreachable(
 
 
 def test_roostd_worker_rejects_an_unknown_or_missing_role(tmp_path: Path) -> None:
-    env = roostd_env(tmp_path / "home", ROOST_WORKER_ROLE="teleport")
+    env = cli_env(tmp_path / "home", ROOST_WORKER_ROLE="teleport")
     proc = roostd(env, "worker")
     assert proc.returncode == 2 and "unknown worker role 'teleport'" in proc.stderr
     env.pop("ROOST_WORKER_ROLE")
