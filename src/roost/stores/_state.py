@@ -138,6 +138,8 @@ _APPEND_TARGET_BY_NAME = _append_target(_SESSIONS.c.name == bindparam("ref"))
 _NODE_BY_ID = select(_NODES).where(_NODES.c.id == bindparam("nid"))
 _NODE_BY_SEQ = select(_NODES).where(_NODES.c.seq == bindparam("seq"))
 _INSERT_NODE = insert(_NODES)
+_INSERT_SESSION = insert(_SESSIONS)
+_INSERT_BRANCH = insert(_BRANCHES)
 _MOVE_HEAD = (
     update(_BRANCHES)
     .where(
@@ -251,11 +253,9 @@ class SqlStateStore:
             "updated_at": now,
         }
         session = Session(**row)
-        c.execute(insert(_SESSIONS), row)
-        c.execute(
-            insert(_BRANCHES),
-            {"session_id": session.id, "name": MAIN_BRANCH, "created_at": now},
-        )
+        c.execute(_INSERT_SESSION, row)
+        branch = {"session_id": session.id, "name": MAIN_BRANCH, "created_at": now}
+        c.execute(_INSERT_BRANCH, branch)
         return session
 
     async def get_session(self, session: str) -> Session:
@@ -307,8 +307,8 @@ class SqlStateStore:
 
     def _append(self, c: Connection, append: _Append) -> Node:
         """One append, in the caller's transaction (see :class:`GroupCommit`: failed
-        preconditions raise before anything is written). Core statements, four of them in
-        the common case."""
+        preconditions raise before anything is written). Core statements: three for a
+        run's inner nodes, four for its invoke and complete (they also touch the session)."""
         session, branch, kind, content = append
         message_id = content.get("id") if isinstance(content.get("id"), str) else None
         params = {"ref": session, "branch": branch, "mid": message_id, "kind": kind}
