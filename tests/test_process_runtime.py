@@ -640,3 +640,65 @@ async def test_kv_and_vector_routes(rig: Rig) -> None:
         # no tool service runs in this rig: the bus reports no responders -> 503
         missing = await http.post("/tools/calculator", json={"expression": "1+1"})
         assert missing.status_code == 503 and missing.json()["error"]["code"] == "no_responders"
+
+
+ORPHAN_CHILD = textwrap.dedent(
+    """
+    import asyncio, sys
+    from roost.agents import parse_manifest
+    from roost.runtime._process import ProcessRuntime
+    from roost.runtime._provider import ProviderEndpoint
+    from roost.stores._records import AgentRecord
+
+    async def main(folder):
+        provider = ProviderEndpoint()
+        await provider.start()
+        runtime = ProcessRuntime(provider, start_timeout_s=20)
+        data = {"name": "orphan", "runtime": "process", "entry": "python3 server.py",
+                "env": {"MODE": "ok"}}
+        manifest = parse_manifest(data)
+        record = AgentRecord("orphan", 1, manifest.model_dump(mode="json"), folder, 0.0)
+        process = await runtime._ensure(record, manifest, asyncio.get_running_loop().time() + 20)
+        print(process.pid, flush=True)
+        await asyncio.sleep(600)
+
+    asyncio.run(main(sys.argv[1]))
+    """
+)
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie its new parent has not reaped yet counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux (/proc, PDEATHSIG)")
+def test_a_killed_roost_process_leaves_no_agent_process(tmp_path: Path) -> None:
+    """SIGKILL gives roost no chance to stop its agents; the kernel does it for them."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "orphan"
+    folder.mkdir()
+    (folder / "server.py").write_text(SCRIPT)
+    child = subprocess.Popen(
+        [sys.executable, "-c", ORPHAN_CHILD, str(folder)], stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None
+    agent = int(child.stdout.readline())
+    try:
+        assert running(agent)
+        child.kill()
+        child.wait(10)
+        deadline = time.monotonic() + 10
+        while running(agent) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not running(agent), "the agent process outlived the roost process"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(agent, signal.SIGKILL)
+        child.kill()

@@ -45,6 +45,7 @@ import atexit
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -231,9 +232,10 @@ class ProcessRuntime:
         for name in ("NO_PROXY", "no_proxy"):
             env[name] = ",".join(p for p in (env.get(name, ""), "127.0.0.1,localhost") if p)
         label = f"agent {agent.name!r} (version {agent.version})"
+        command = [_find_program(command[0], env.get("PATH"), label), *command[1:]]
         try:
             proc = await asyncio.create_subprocess_exec(
-                *command,
+                *_guarded(command),
                 cwd=agent.path,
                 env=env,
                 stdin=asyncio.subprocess.DEVNULL,
@@ -472,6 +474,41 @@ async def _drain(process: _AgentProcess) -> None:
         _, pending = await asyncio.wait(process.readers, timeout=1.0)
         for task in pending:
             task.cancel()
+
+
+# On Linux a process agent starts through this guard: it asks the kernel to SIGTERM the
+# agent when the roost process that started it dies (PR_SET_PDEATHSIG survives exec), so
+# even a SIGKILLed worker leaves no agent server behind. Elsewhere, and for the agent's own
+# children, the graceful stop and the exit hook below are what clean up.
+_ORPHAN_GUARD = """\
+import ctypes, os, signal, sys
+parent = int(sys.argv[1])
+try:
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+except (OSError, AttributeError):
+    pass
+if os.getppid() != parent:  # roost died before the guard was set
+    sys.exit(1)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def _guarded(command: list[str]) -> list[str]:
+    if not sys.platform.startswith("linux"):
+        return command
+    # -I -S: the guard's own interpreter starts fast and ignores the agent's PYTHON* env
+    return [sys.executable, "-I", "-S", "-c", _ORPHAN_GUARD, str(os.getpid()), *command]
+
+
+def _find_program(program: str, path: str | None, label: str) -> str:
+    """The program's path, or the error its exec would give: behind the guard the exec
+    happens in the child, where a failure would only show as an early exit."""
+    found = program if os.path.isabs(program) else shutil.which(program, os.F_OK, path)
+    if found is None or not os.path.isfile(found):
+        raise AgentError(f"{label}: cannot start {program!r}: no such program in PATH")
+    if not os.access(found, os.X_OK):
+        raise AgentError(f"{label}: cannot start {program!r}: not executable")
+    return found
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
