@@ -429,6 +429,21 @@ async def test_process_exiting_at_start_reports_its_stderr(rig: Rig, tmp_path: P
     assert "boom: cannot start" in message
 
 
+async def test_a_program_that_cannot_start_is_named(rig: Rig, tmp_path: Path) -> None:
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "server.sh").write_text("#!/bin/sh\n")  # not executable
+
+    def record(entry: str) -> AgentRecord:
+        manifest = parse_manifest({"name": "bad", "runtime": "process", "entry": entry})
+        return AgentRecord("bad", 1, manifest.model_dump(mode="json"), str(folder), 0.0)
+
+    with pytest.raises(AgentError, match="cannot start 'no-such-program-x': no such program"):
+        await rig.run(record("no-such-program-x --port 1"), "x")
+    with pytest.raises(AgentError, match="server.sh'?: not executable"):
+        await rig.run(record("server.sh"), "x")
+
+
 async def test_manifest_env_and_error_status(rig: Rig, tmp_path: Path) -> None:
     assert await rig.run(script_record(tmp_path, "ok"), [1, 2]) == {
         "input": [1, 2],

@@ -232,7 +232,8 @@ class ProcessRuntime:
         for name in ("NO_PROXY", "no_proxy"):
             env[name] = ",".join(p for p in (env.get(name, ""), "127.0.0.1,localhost") if p)
         label = f"agent {agent.name!r} (version {agent.version})"
-        command = [_find_program(command[0], env.get("PATH"), label), *command[1:]]
+        program = _find_program(command[0], env.get("PATH"), f"{label}: cannot start")
+        command = [program, *command[1:]]
         try:
             proc = await asyncio.create_subprocess_exec(
                 *_guarded(command),
@@ -500,14 +501,15 @@ def _guarded(command: list[str]) -> list[str]:
     return [sys.executable, "-I", "-S", "-c", _ORPHAN_GUARD, str(os.getpid()), *command]
 
 
-def _find_program(program: str, path: str | None, label: str) -> str:
+def _find_program(program: str, path: str | None, failing: str) -> str:
     """The program's path, or the error its exec would give: behind the guard the exec
-    happens in the child, where a failure would only show as an early exit."""
+    happens in the child, where a failure would only show as an early exit. (Programs in
+    the agent's folder are absolute paths by now: see :func:`resolve_command`.)"""
     found = program if os.path.isabs(program) else shutil.which(program, os.F_OK, path)
     if found is None or not os.path.isfile(found):
-        raise AgentError(f"{label}: cannot start {program!r}: no such program in PATH")
+        raise AgentError(f"{failing} {program!r}: no such program in the agent's folder or PATH")
     if not os.access(found, os.X_OK):
-        raise AgentError(f"{label}: cannot start {program!r}: not executable")
+        raise AgentError(f"{failing} {program!r}: not executable")
     return found
 
 
