@@ -48,3 +48,12 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, *, every: fl
             return result
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (Linux ``/proc``; a zombie nobody reaped yet counts as dead)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

@@ -24,6 +24,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageFunctionToolCall
 
+from cli_helpers import alive as process_alive
 from roost.agents import AgentManifest, load_manifest, parse_manifest
 from roost.bus import MemoryBus
 from roost.protocol import (
@@ -682,15 +683,6 @@ ORPHAN_CHILD = textwrap.dedent(
 )
 
 
-def running(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie its new parent has not reaped yet counts as gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux (/proc, PDEATHSIG)")
 def test_a_killed_roost_process_leaves_no_agent_process(tmp_path: Path) -> None:
     """SIGKILL gives roost no chance to stop its agents; the kernel does it for them."""
@@ -706,13 +698,13 @@ def test_a_killed_roost_process_leaves_no_agent_process(tmp_path: Path) -> None:
     assert child.stdout is not None
     agent = int(child.stdout.readline())
     try:
-        assert running(agent)
+        assert process_alive(agent)
         child.kill()
         child.wait(10)
         deadline = time.monotonic() + 10
-        while running(agent) and time.monotonic() < deadline:
+        while process_alive(agent) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not running(agent), "the agent process outlived the roost process"
+        assert not process_alive(agent), "the agent process outlived the roost process"
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(agent, signal.SIGKILL)

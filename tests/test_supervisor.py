@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from cli_helpers import cli_env, run_cli
+from cli_helpers import alive, cli_env, run_cli
 from cli_helpers import wait_until as wait_until_polled
 from roost.config import GRPC_PORTS
 from roost.devservers import NatsServer
@@ -39,15 +39,6 @@ HELPER = Path(__file__).resolve().parent / "supervisor_helper.py"
 
 
 # --- helpers --------------------------------------------------------------------------------
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie nobody reaped yet counts as dead)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 async def wait_until(check: Callable[[], Any], timeout: float, what: str) -> None:
