@@ -46,7 +46,7 @@ from types import TracebackType
 from typing import Any, Literal, Protocol, Self
 
 from roost.config import GRPC_PORTS, WORKER_ROLES
-from roost.devservers._process import DevServerError, free_port
+from roost.devservers._process import DevServer, DevServerError, free_port
 from roost.devservers.nats import NatsServer
 from roost.devservers.postgres import PostgresServer
 from roost.devservers.temporal import TemporalServer
@@ -560,6 +560,13 @@ class DevCluster:
         where = f" (log: {log})" if log is not None else ""
         return DevClusterError(f"{what} failed: {_one_line(exc)}{where}")
 
+    def _launch(self, server: DevServer, step: str) -> None:
+        """Start ``server``; a failure is one line naming ``step`` and the server's log."""
+        try:
+            server.start()
+        except (DevServerError, OSError) as exc:
+            raise self._fail(step, exc, server.log_path) from None
+
     def _start_nats(self) -> None:
         self._begin("starting NATS")
         server = NatsServer(
@@ -569,10 +576,7 @@ class DevCluster:
             jetstream=True,
             startup_timeout=30.0,
         )
-        try:
-            server.start()
-        except (DevServerError, OSError) as exc:
-            raise self._fail("starting NATS", exc, server.log_path) from None
+        self._launch(server, "starting NATS")
         self.nats = server
         self.nats_url = server.url
         self._record()
@@ -590,10 +594,7 @@ class DevCluster:
             settings={"max_connections": "200"},
             startup_timeout=60.0,
         )
-        try:
-            server.start()
-        except (DevServerError, OSError) as exc:
-            raise self._fail("starting Postgres", exc, server.log_path) from None
+        self._launch(server, "starting Postgres")
         self.postgres = server
         self._record()
         try:
@@ -611,10 +612,7 @@ class DevCluster:
             log_dir=self.paths.logs,
             startup_timeout=90.0,
         )
-        try:
-            server.start()
-        except (DevServerError, OSError) as exc:
-            raise self._fail("starting Temporal", exc, server.log_path) from None
+        self._launch(server, "starting Temporal")
         self.temporal = server
         self.temporal_address = server.address
         self._record()
