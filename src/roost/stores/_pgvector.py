@@ -24,21 +24,16 @@ import builtins
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import delete, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session as DbSession
 
 from roost.protocol import VectorHit
 from roost.stores._db import Database
-from roost.stores._schema import VecItemRow
 from roost.stores._vectors import (
     METRIC,
     PortableVectorReads,
-    check_names,
     check_where,
-    chunks,
     embeddings_table,
-    find_collection,
-    keys_of,
 )
 
 
@@ -115,22 +110,8 @@ class PgVectorStore(PortableVectorReads):
             [{"key": key, "embedding": _literal(vector)} for key, vector in vectors],
         )
 
-    async def delete(self, namespace: str, collection: str, ids: Sequence[str]) -> int:
-        check_names(namespace, collection)
-        wanted = set(ids)
-        if not wanted:
-            return 0
-
-        def work(s: DbSession) -> int:
-            coll = find_collection(s, namespace, collection)
-            if coll is None:
-                return 0
-            keys = list(keys_of(s, coll.id, list(wanted)).values())
-            for chunk in chunks(keys):  # embeddings go with their items (ON DELETE CASCADE)
-                s.execute(delete(VecItemRow).where(VecItemRow.key.in_(chunk)))
-            return len(keys)
-
-        return await self._db.writing(work, what=f"delete from {namespace}/{collection}")
+    def _delete_embeddings(self, s: DbSession, collection_id: int, keys: list[int]) -> None:
+        pass  # embeddings go with their items (ON DELETE CASCADE)
 
     def _drop_embeddings(self, s: DbSession, collection_id: int) -> None:
         s.execute(text(f"DROP TABLE IF EXISTS {embeddings_table(collection_id)}"))

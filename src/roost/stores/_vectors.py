@@ -133,8 +133,9 @@ def _where_clause(where: Mapping[str, Any]) -> tuple[str, list[Any]]:
 
 class PortableVectorReads:
     """What every SQL vector backend shares: the portable tables (collections, ids,
-    metadata, text), argument checks, and the shape of ``drop`` and ``search``. A backend
-    supplies its embedding storage: ``_drop_embeddings`` and ``_search``."""
+    metadata, text), argument checks, and the shape of ``upsert``, ``delete``, ``drop`` and
+    ``search``. A backend supplies its embedding storage (``_create_embeddings``,
+    ``_write_embeddings``, ``_delete_embeddings``, ``_drop_embeddings``) and ``_nearest``."""
 
     _db: Database
 
@@ -182,6 +183,10 @@ class PortableVectorReads:
         vectors: Iterable[tuple[int, list[float]]],
     ) -> None:
         """Store ``(key, vector)`` pairs; ``replaced`` keys already have a vector."""
+        raise NotImplementedError
+
+    def _delete_embeddings(self, s: DbSession, collection_id: int, keys: list[int]) -> None:
+        """Remove the vectors of items ``keys`` (called just before the items go)."""
         raise NotImplementedError
 
     async def upsert(self, namespace: str, collection: str, items: Sequence[VectorItem]) -> int:
@@ -252,6 +257,25 @@ class PortableVectorReads:
             return len(latest)
 
         return await self._db.writing(work, what=f"upsert into {namespace}/{collection}")
+
+    async def delete(self, namespace: str, collection: str, ids: Sequence[str]) -> int:
+        check_names(namespace, collection)
+        wanted = set(ids)
+        if not wanted:
+            return 0
+
+        def work(s: DbSession) -> int:
+            coll = find_collection(s, namespace, collection)
+            if coll is None:
+                return 0
+            keys = list(keys_of(s, coll.id, list(wanted)).values())
+            if keys:
+                self._delete_embeddings(s, coll.id, keys)
+                for chunk in chunks(keys):
+                    s.execute(delete(VecItemRow).where(VecItemRow.key.in_(chunk)))
+            return len(keys)
+
+        return await self._db.writing(work, what=f"delete from {namespace}/{collection}")
 
     async def drop(self, namespace: str, collection: str) -> bool:
         check_names(namespace, collection)
@@ -362,29 +386,13 @@ class SqliteVecStore(PortableVectorReads):
             [(key, _f32(vector)) for key, vector in vectors],
         )
 
-    async def delete(self, namespace: str, collection: str, ids: Sequence[str]) -> int:
-        check_names(namespace, collection)
-        wanted = set(ids)
-        if not wanted:
-            return 0
-
-        def work(s: DbSession) -> int:
-            coll = find_collection(s, namespace, collection)
-            if coll is None:
-                return 0
-            connection = s.connection()
-            _ensure_vec(connection)
-            keys = list(keys_of(s, coll.id, list(wanted)).values())
-            if keys:
-                connection.exec_driver_sql(
-                    f"DELETE FROM {embeddings_table(coll.id)} WHERE rowid = ?",
-                    [(k,) for k in keys],
-                )
-                for chunk in chunks(keys):
-                    s.execute(delete(VecItemRow).where(VecItemRow.key.in_(chunk)))
-            return len(keys)
-
-        return await self._db.writing(work, what=f"delete from {namespace}/{collection}")
+    def _delete_embeddings(self, s: DbSession, collection_id: int, keys: list[int]) -> None:
+        connection = s.connection()
+        _ensure_vec(connection)
+        connection.exec_driver_sql(
+            f"DELETE FROM {embeddings_table(collection_id)} WHERE rowid = ?",
+            [(k,) for k in keys],
+        )
 
     def _drop_embeddings(self, s: DbSession, collection_id: int) -> None:
         connection = s.connection()
