@@ -2,7 +2,9 @@
 # Install roost with the embedded engines and run the example chat agent on them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh local
+scripts/setup.sh run
+echo "==> roost doctor: is this installation able to run an agent?" >&2
+.venv/bin/roost doctor
 echo "==> deploying examples/hello-chat" >&2
 .venv/bin/roost agent deploy examples/hello-chat
 echo "==> running it on the embedded model" >&2

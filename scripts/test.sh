@@ -2,7 +2,7 @@
 # Install roost with everything and run lint, type checks and the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh local,dev
+scripts/setup.sh dev
 echo "==> ruff" >&2
 .venv/bin/ruff check src tests benchmarks examples
 .venv/bin/ruff format --check src tests benchmarks examples

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from roost import __version__
-from roost.cli import agents, dev, models, runs, secrets, sessions, status, temporal, worker
+from roost.cli import agents, dev, doctor, models, runs, secrets, sessions, status, temporal, worker
 
 app = typer.Typer(
     name="roost",
@@ -22,6 +22,7 @@ app.add_typer(temporal.app, name="temporal")
 app.add_typer(dev.app, name="dev")
 app.command("worker")(worker.worker)
 app.command("status")(status.status)
+app.command("doctor")(doctor.doctor)
 
 
 def _version(value: bool) -> None:
