@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import typer
+from rich.markup import escape
 
 from roost.cli._common import console
 from roost.doctor import CheckResult, run_checks
@@ -33,7 +34,9 @@ def doctor() -> None:
 
 def _print(result: CheckResult, width: int) -> None:
     status = f"[{_STYLE[result.status]}]{result.status:<4}[/]"
-    console.print(f"{status}  {result.name:<{width}}  {result.detail}", highlight=False,
+    console.print(f"{status}  {result.name:<{width}}  {escape(result.detail)}", highlight=False,
                   soft_wrap=True)  # fmt: skip
     if result.fix:
-        console.print(f"      {'':<{width}}  fix: {result.fix}", highlight=False, soft_wrap=True)
+        console.print(
+            f"      {'':<{width}}  fix: {escape(result.fix)}", highlight=False, soft_wrap=True
+        )

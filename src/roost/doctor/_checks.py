@@ -282,11 +282,11 @@ async def check_server(name: str) -> CheckResult:
 
         binary = postgres_bin_dir() / "postgres"
         return await _start(name, lambda: PostgresServer(startup_timeout=SERVER_TIMEOUT_S), binary)
-    except (ImportError, DevServerError) as exc:
+    except (ImportError, DevServerError):
         return skip(
             name,
-            f"not installed ({_SERVER_PACKAGES[name]}, in roost[devcluster]: needed for "
-            f"`roost dev up` and the tests): {str(exc).splitlines()[0]}",
+            f"not installed ({_SERVER_PACKAGES[name]}, part of roost[devcluster]: needed only "
+            "for `roost dev up` and the tests)",
         )
 
 
