@@ -18,6 +18,7 @@ import pytest
 from fakes import FakeLLMServer, ToolCallReply, fake_embedding
 from roost.engines import (
     EngineSet,
+    IsolatedEngine,
     LlamaCppEngine,
     OllamaEngine,
     OpenAIEngine,
@@ -471,9 +472,12 @@ async def test_engine_set_creates_engines_lazily_and_shares_them(server: FakeLLM
             "other",
         ]
         llama = ModelRecord(name="s", kind="chat", engine="llama-cpp", target="/nope.gguf")
-        assert isinstance(engines.chat_engine(llama), LlamaCppEngine)
+        # the embedded engines run in a child process each (tests/test_engine_isolation.py)
+        assert isinstance(engines.chat_engine(llama), IsolatedEngine)
+        assert engines.chat_engine(llama).name == "llama-cpp"
         st = ModelRecord(name="e", kind="embedding", engine="sentence-transformers", target="/x")
-        assert isinstance(engines.embedding_engine(st), SentenceTransformerEngine)
+        assert isinstance(engines.embedding_engine(st), IsolatedEngine)
+        assert engines.embedding_engine(st).name == "sentence-transformers"
         with pytest.raises(InvalidRequestError, match="cannot chat"):
             engines.chat_engine(st)
         with pytest.raises(InvalidRequestError, match="cannot embed"):

@@ -1,6 +1,10 @@
-"""Agents: the ``agent.toml`` manifest and its validation; bundles of agent folders."""
+"""Agents: the ``agent.toml`` manifest and its validation; bundles of agent folders; the
+environments of their own dependencies."""
 
 from roost.agents._bundle import BundleError, pack_folder, unpack_bundle
+from roost.agents._deps import DependencyError, find_dependencies
+from roost.agents._envs import PreparedEnv, prepare_environment
+from roost.agents._installers import InstallOptions
 from roost.agents._manifest import (
     MANIFEST_FILE,
     AgentManifest,
@@ -16,12 +20,17 @@ __all__ = [
     "MANIFEST_FILE",
     "AgentManifest",
     "BundleError",
+    "DependencyError",
+    "InstallOptions",
     "ManifestError",
     "ModelNeeds",
+    "PreparedEnv",
     "Runtime",
     "ToolDecl",
+    "find_dependencies",
     "load_manifest",
     "pack_folder",
     "parse_manifest",
+    "prepare_environment",
     "unpack_bundle",
 ]

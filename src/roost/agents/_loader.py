@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from roost.agents._deps import use_site_packages
+
 _ROOT = "roost_agents"
 
 
@@ -40,9 +42,13 @@ def load_entry(folder: Path | str, entry: str, *, key: str = "") -> Callable[...
     """Import ``module:function`` from ``folder`` and return the callable.
 
     ``key`` names the synthetic package (agent name and version), so a redeployed agent
-    loads fresh code.
+    loads fresh code. If the version has a venv of its own dependencies (``.venv``), its
+    packages become importable, after roost's own: one process, one ``sys.path``, so an
+    agent's package that roost also has is roost's version (use the process runtime for
+    an environment of the agent's own).
     """
     folder = Path(folder).resolve()
+    use_site_packages(folder)
     module_name, _, attr = entry.partition(":")
     if not module_name or not attr:
         raise EntryPointError(f"entry {entry!r} must look like 'module:function'")

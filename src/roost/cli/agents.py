@@ -22,10 +22,16 @@ app = typer.Typer(help="Deploy and run agents.", no_args_is_help=True)
 async def deploy(
     path: Path = typer.Argument(..., help="Agent folder (with agent.toml) or its agent.toml."),
 ) -> None:
-    """Validate an agent against the registry and deploy it (a new version)."""
+    """Validate an agent against the registry and deploy it (a new version).
+
+    Dependencies the folder declares (requirements.txt, pyproject.toml, package.json with
+    package-lock.json) are installed first; their output is shown as it happens."""
+
+    def show(line: str) -> None:
+        err_console.print(line, style="dim", markup=False, highlight=False, soft_wrap=True)
 
     async def work(platform: Any) -> None:
-        record = await platform.deploy(path)
+        record = await platform.deploy(path, on_output=show)
         console.print(
             f"deployed [bold]{record.name}[/] version {record.version} "
             f"({record.manifest['runtime']} runtime)"

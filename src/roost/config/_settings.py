@@ -57,6 +57,17 @@ class EmbeddingConfig(_Section):
     timeout_s: float = Field(60.0, gt=0)
 
 
+class EnginesConfig(_Section):
+    """The embedded engines (llama-cpp, sentence-transformers) of this process."""
+
+    isolate: bool = True
+    """Run each embedded engine in a child process, so a native crash (a segfault in
+    llama.cpp) fails the calls in flight with a retryable error and the engine restarts,
+    instead of killing this process; ``false`` runs them in-process (a little faster)."""
+    start_timeout_s: float = Field(60.0, gt=0)
+    """How long an engine process may take to start before its calls fail."""
+
+
 class RuntimeConfig(_Section):
     request_timeout_s: float = Field(30.0, gt=0)
     """Default timeout of a service call made by an agent."""
@@ -71,6 +82,22 @@ class RuntimeConfig(_Section):
     the session DAG itself; ``projection``, runs publish them to the JetStream stream
     ``ROOST_EVENTS`` and ``projection`` workers write them (distributed mode: needs
     ``bus.backend = "nats"`` and at least one projection worker in the deployment)."""
+
+
+class AgentsConfig(_Section):
+    """Installing agents' own dependencies (``requirements.txt``, ``pyproject.toml``,
+    ``package.json`` + ``package-lock.json``) into environments cached by bundle digest."""
+
+    install_timeout_s: float = Field(600.0, gt=0)
+    """Longest one install (``pip install`` or ``npm ci``) of one agent version may take."""
+    pip_args: list[str] = []
+    """Extra arguments for ``pip install`` (``["--no-index", "--find-links", "/wheels"]``,
+    ``["--index-url", "https://pypi.internal/simple"]``)."""
+    npm_args: list[str] = []
+    """Extra arguments for ``npm ci`` (``["--registry", "https://npm.internal"]``,
+    ``["--ignore-scripts"]``)."""
+    envs_dir: Path | None = None
+    """Where environments live; empty = ``$ROOST_HOME/envs``."""
 
 
 class WorkflowsConfig(_Section):
@@ -267,10 +294,17 @@ class Settings(BaseSettings):
     state: StateConfig = StateConfig()
     inference: InferenceConfig = InferenceConfig()
     embedding: EmbeddingConfig = EmbeddingConfig()
+    engines: EnginesConfig = EnginesConfig()
     runtime: RuntimeConfig = RuntimeConfig()
+    agents: AgentsConfig = AgentsConfig()
     workflows: WorkflowsConfig = WorkflowsConfig()
     distributed: DistributedConfig = DistributedConfig()
     log: LogConfig = LogConfig()
+
+    @property
+    def envs_dir(self) -> Path:
+        """Where agents' dependency environments live."""
+        return self.agents.envs_dir or self.home / "envs"
 
     @property
     def database_url(self) -> str:

@@ -8,7 +8,9 @@
 * :class:`OpenAIEngine`: any OpenAI-compatible API (``openai`` client).
 
 All speak the :class:`ChatEngine` / :class:`EmbeddingEngine` protocols with roost's payload
-types and raise roost errors; :class:`EngineSet` creates them on first use. Importing this
+types and raise roost errors; :class:`EngineSet` creates them on first use, the embedded ones
+wrapped in an :class:`IsolatedEngine`: a child process that runs the engine, so a native crash
+is a retryable error for the calls in flight, not the death of the caller. Importing this
 package imports none of the engines' libraries (they load when an engine is created or a
 model is loaded).
 """
@@ -30,6 +32,7 @@ from roost.engines._defaults import (
     resolve_model_dir,
     smollm2_path,
 )
+from roost.engines._isolated import ENGINE_CRASH_LOOP, ENGINE_START_FAILED, IsolatedEngine
 from roost.engines._llama import LlamaCppEngine
 from roost.engines._ollama import OllamaEngine
 from roost.engines._openai import OpenAIEngine
@@ -37,12 +40,15 @@ from roost.engines._set import EngineSet, installed_engines
 from roost.engines._st import SentenceTransformerEngine
 
 __all__ = [
+    "ENGINE_CRASH_LOOP",
     "ENGINE_MISSING",
     "ENGINE_NAMES",
+    "ENGINE_START_FAILED",
     "MINILM_DIMENSION",
     "ChatEngine",
     "EmbeddingEngine",
     "EngineSet",
+    "IsolatedEngine",
     "LlamaCppEngine",
     "OllamaEngine",
     "OpenAIEngine",

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from roost.engines._base import ENGINE_NAMES, ChatEngine, EmbeddingEngine
 from roost.protocol import InvalidRequestError
 from roost.stores._records import ModelRecord
+
+if TYPE_CHECKING:
+    from roost.config import Settings
 
 log = logging.getLogger("roost.engines")
 
@@ -39,7 +42,10 @@ class EngineSet:
     until an engine is first needed.
 
     Embedded engines are one per process (they hold loaded models); remote engines are one per
-    ``(engine, base_url, api_key)`` (they hold an HTTP connection pool).
+    ``(engine, base_url, api_key)`` (they hold an HTTP connection pool). With ``isolate`` (the
+    default) the embedded engines run in a child process each
+    (:class:`~roost.engines.IsolatedEngine`), so a native crash in llama.cpp or torch fails
+    the calls in flight instead of killing this process; ``isolate=False`` runs them here.
     """
 
     def __init__(
@@ -51,18 +57,34 @@ class EngineSet:
         timeout_s: float = 120.0,
         connect_timeout_s: float = 5.0,
         max_retries: int = 0,
+        isolate: bool = True,
+        start_timeout_s: float = 60.0,
     ) -> None:
         """``threads``: CPU threads of the embedded engines (0 = their default). ``n_ctx``
         and ``seed``: llama.cpp defaults. ``timeout_s`` / ``connect_timeout_s``: HTTP timeouts
         of remote engines; ``max_retries``: their client-side retries (0: fail fast and let
-        the caller act on the error's ``retryable`` flag)."""
+        the caller act on the error's ``retryable`` flag). ``isolate``: run llama-cpp and
+        sentence-transformers in child processes (see the class docs), each given
+        ``start_timeout_s`` to start."""
         self.threads = threads
         self.n_ctx = n_ctx
         self.seed = seed
         self.timeout_s = timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.max_retries = max_retries
+        self.isolate = isolate
+        self.start_timeout_s = start_timeout_s
         self._engines: dict[tuple[str, str, str], Any] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EngineSet:
+        """The engine set a process with ``settings`` uses (``[inference] threads``,
+        ``[engines] isolate`` and ``start_timeout_s``)."""
+        return cls(
+            threads=settings.inference.threads,
+            isolate=settings.engines.isolate,
+            start_timeout_s=settings.engines.start_timeout_s,
+        )
 
     def get(self, engine: str, base_url: str = "", api_key: str | None = None) -> Any:
         """The engine instance for ``engine`` (created on first use)."""
@@ -78,6 +100,17 @@ class EngineSet:
         return instance
 
     def _create(self, engine: str, base_url: str, api_key: str | None) -> Any:
+        if engine == "llama-cpp" and self.isolate:
+            from roost.engines._isolated import IsolatedEngine
+
+            options = {"n_ctx": self.n_ctx, "n_threads": self.threads or None, "seed": self.seed}
+            return IsolatedEngine(engine, options, start_timeout_s=self.start_timeout_s)
+        if engine == "sentence-transformers" and self.isolate:
+            from roost.engines._isolated import IsolatedEngine
+
+            return IsolatedEngine(
+                engine, {"threads": self.threads}, start_timeout_s=self.start_timeout_s
+            )
         if engine == "llama-cpp":
             from roost.engines._llama import LlamaCppEngine
 

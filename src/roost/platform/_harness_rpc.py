@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import shutil
 import tempfile
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,6 +55,11 @@ if TYPE_CHECKING:
 _SERVICE = pb.DESCRIPTOR.services_by_name["Harness"].full_name
 # a run's stream lasts as long as the run; this bounds a stream whose run was lost
 _STREAM_SLACK_S = 120.0
+DEPLOY_TIMEOUT_S = 1800.0
+"""How long a client waits for a deploy (which installs the agent's dependencies)."""
+DEPLOY_LOG_KEY = "roost-deploy-log-bin"
+"""Trailing metadata of a Deploy reply: the end of the install's output (binary: ``-bin``)."""
+DEPLOY_LOG_BYTES = 3500  # gRPC caps metadata at 8 KB by default
 
 
 def _run_info_to_pb(info: RunInfo) -> pb.RunInfo:
@@ -105,14 +111,18 @@ class HarnessServicer(ServicerBase, harness_pb2_grpc.HarnessServicer):
                 await asyncio.to_thread(unpack_bundle, request.bundle, folder / "agent")
             except BundleError as exc:
                 raise InvalidRequestError(f"{request.source or 'agent bundle'}: {exc}") from None
+            output: deque[str] = deque(maxlen=200)
             try:
-                record = await self.platform.deploy(folder / "agent")
+                record = await self.platform.deploy(folder / "agent", on_output=output.append)
             except ManifestError as exc:
                 # name the client's folder, not this server's scratch copy of it
                 message = str(exc).replace(str(folder / "agent"), request.source or "agent")
                 raise InvalidRequestError(message) from None
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+        # the install's output, at the end: the last lines that fit in trailing metadata
+        tail = "\n".join(output).encode()[-DEPLOY_LOG_BYTES:]
+        context.set_trailing_metadata(((DEPLOY_LOG_KEY, tail),))
         return pb.DeployReply(agent=agent_to_pb(record))
 
     @rpc_method
@@ -235,9 +245,36 @@ class RemoteHarness(RpcClient):
 
     service_name = _SERVICE
 
-    async def deploy(self, bundle: bytes, source: str) -> AgentRecord:
+    async def deploy(
+        self,
+        bundle: bytes,
+        source: str,
+        *,
+        on_output: Callable[[str], None] | None = None,
+        timeout_s: float = DEPLOY_TIMEOUT_S,
+    ) -> AgentRecord:
+        """Deploy a bundle. The deployment installs the agent's dependencies, which may take
+        long: the call waits up to ``timeout_s`` (the server's own ``install_timeout_s``
+        bounds the install). ``on_output`` gets the install's last output lines at the end."""
         request = pb.DeployRequest(bundle=bundle, source=source)
-        return agent_from_pb((await self.call("Deploy", request, pb.DeployReply)).agent)
+        timeout = max(self.timeout_s, timeout_s)
+        method = self._open_channel().unary_unary(
+            f"/{self.service_name}/Deploy",
+            request_serializer=pb.DeployRequest.SerializeToString,
+            response_deserializer=pb.DeployReply.FromString,
+        )
+        call = method(request, timeout=timeout)
+        try:
+            reply: pb.DeployReply = await call
+            trailing = await call.trailing_metadata()
+        except grpc.RpcError as exc:
+            raise self._error(exc, "Deploy", timeout) from None
+        if on_output is not None:
+            for key, value in trailing or ():
+                if key == DEPLOY_LOG_KEY and isinstance(value, bytes) and value:
+                    for line in value.decode(errors="replace").splitlines():
+                        on_output(line)
+        return agent_from_pb(reply.agent)
 
     async def delete_agent(self, name: str) -> None:
         request = pb.HarnessDeleteAgentRequest(name=name)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import logging
+import os
 import shutil
 import time
 from collections.abc import Iterable, Sequence
@@ -19,12 +21,18 @@ from typing import Any
 from roost.agents import (
     AgentManifest,
     BundleError,
+    DependencyError,
+    InstallOptions,
     ManifestError,
+    PreparedEnv,
+    find_dependencies,
     load_manifest,
     pack_folder,
     parse_manifest,
+    prepare_environment,
     unpack_bundle,
 )
+from roost.agents._deps import OutputCallback, agent_path, environments_linked
 from roost.agents._loader import EntryPointError, load_entry
 from roost.bus import Bus, create_bus
 from roost.config import Settings
@@ -32,6 +40,7 @@ from roost.engines import ENGINE_NAMES, EngineSet, default_models
 from roost.platform._presence import engines_served, serving
 from roost.protocol import (
     AgentCall,
+    AgentError,
     CompleteMessage,
     InvalidRequestError,
     NoRespondersError,
@@ -108,7 +117,9 @@ class Platform:
             "python": PythonRuntime(),
             "chat": ChatRuntime(max_turns=settings.runtime.max_turns),
             "process": ProcessRuntime(
-                self.provider, start_timeout_s=settings.runtime.process_start_timeout_s
+                self.provider,
+                start_timeout_s=settings.runtime.process_start_timeout_s,
+                prepare=self._materialize,  # the node running a process has its files
             ),
         }
         # one recorder of this process's protocol messages into the session DAG
@@ -136,6 +147,7 @@ class Platform:
         self._tool_cache: dict[tuple[str, int], dict[str, Tool]] = {}
         self._agent_cache: LruCache[tuple[str, int], AgentRecord] = LruCache(256)
         self._materialized: set[str] = set()
+        self._installs: dict[str, asyncio.Future[list[PreparedEnv]]] = {}
         self.projection: EventProjection | None = None
         self._model_cache: dict[str, tuple[ModelRecord, float]] = {}
 
@@ -175,7 +187,7 @@ class Platform:
         except BaseException:
             await stores.close()
             raise
-        platform = cls(settings, stores, bus, EngineSet(threads=settings.inference.threads))
+        platform = cls(settings, stores, bus, EngineSet.from_settings(settings))
         try:
             if settings.workflows.engine == "temporal" and (runs or worker):
                 await platform._use_temporal(worker=worker)
@@ -272,6 +284,9 @@ class Platform:
     async def close(self) -> None:
         # runs first (they need the services), then the services, then what they use
         await self.executor.close()
+        for install in list(self._installs.values()):
+            install.cancel()  # an install cancelled midway removes what it made
+        await asyncio.gather(*self._installs.values(), return_exceptions=True)
         if self.projection is not None:
             await self.projection.stop()
         for worker in reversed(self.workers):
@@ -292,15 +307,23 @@ class Platform:
 
     # --- agents ------------------------------------------------------------------------
 
-    async def deploy(self, path: Path | str) -> AgentRecord:
+    async def deploy(
+        self, path: Path | str, *, on_output: OutputCallback | None = None
+    ) -> AgentRecord:
         """Validate an agent folder against this platform and deploy a copy of it.
 
         The copy is a bundle stored in the registry (so workers on other nodes can run the
-        agent) and unpacked under ``$ROOST_HOME/agents/NAME/vN`` here."""
+        agent) and unpacked under ``$ROOST_HOME/agents/NAME/vN`` here. Dependencies the
+        folder declares (``requirements.txt``, ``pyproject.toml``, ``package.json`` + lock
+        file) are installed into an environment of this version first, cached by the bundle's
+        digest; ``on_output`` receives the install's output as it happens. A failed install
+        (a :class:`~roost.agents.DependencyError`) leaves no trace: the version never becomes
+        current, the previous one keeps serving."""
         path = Path(path).resolve()
         folder = path.parent if path.is_file() else path
         manifest = load_manifest(path)
         manifest_file = folder / "agent.toml"
+        find_dependencies(folder)  # a wrong declaration is reported before any work
         await self._validate(manifest, folder, manifest_file)
         try:
             bundle = pack_folder(folder)
@@ -310,33 +333,135 @@ class Platform:
         target = self._agent_dir(manifest.name, version)
         if target.exists():
             shutil.rmtree(target)
-        unpack_bundle(bundle, target)
+        await asyncio.to_thread(unpack_bundle, bundle, target)
+        try:
+            digest = hashlib.sha256(bundle).hexdigest()
+            await self._prepare_env(target, digest, on_output=on_output, named_as=folder)
+            self._check_code(manifest, target, manifest_file, shown=folder)
+        except BaseException:
+            shutil.rmtree(target, ignore_errors=True)
+            raise
         await self.stores.registry.put_agent_bundle(manifest.name, version, bundle)
-        return await self.stores.registry.put_agent(
+        record = await self.stores.registry.put_agent(
             manifest.name, version, manifest.model_dump(mode="json"), str(target)
         )
+        self._materialized.add(str(target))
+        return record
 
     def _agent_dir(self, name: str, version: int) -> Path:
         return self.settings.home / "agents" / name / f"v{version}"
 
     async def _materialize(self, record: AgentRecord) -> AgentRecord:
         """The record with ``path`` pointing at this machine's copy of the version's files,
-        unpacked from the registry's bundle the first time this home needs it."""
+        unpacked from the registry's bundle the first time this home needs it, with the
+        environments of its dependencies installed (or found in the cache) and linked."""
         target = self._agent_dir(record.name, record.version)
-        if str(target) in self._materialized or target.is_dir():
-            self._materialized.add(str(target))
-            return record if record.path == str(target) else replace(record, path=str(target))
+        local = record if record.path == str(target) else replace(record, path=str(target))
+        if str(target) in self._materialized:
+            return local
+        bundle: bytes | None = None
+        if not target.is_dir():
+            bundle = await self._bundle_of(record)
+            await asyncio.to_thread(unpack_bundle, bundle, target)
+        label = f"agent {record.name!r} v{record.version}"
+        try:
+            if not environments_linked(target):
+                if bundle is None:
+                    bundle = await self._bundle_of(record)
+                digest = hashlib.sha256(bundle).hexdigest()
+                await self._prepare_env(target, digest)
+        except DependencyError as exc:
+            raise AgentError(f"{label} cannot run on this node: {exc}") from None
+        self._materialized.add(str(target))
+        return local
+
+    async def _bundle_of(self, record: AgentRecord) -> bytes:
         bundle = await self.stores.registry.get_agent_bundle(record.name, record.version)
         if bundle is None:
             raise NotFoundError(
                 f"agent {record.name!r} v{record.version}: the registry holds no files for it "
                 "(deployed before bundles existed?); deploy it again"
             )
-        await asyncio.to_thread(unpack_bundle, bundle, target)
-        self._materialized.add(str(target))
-        return replace(record, path=str(target))
+        return bundle
+
+    async def _prepare_env(
+        self,
+        folder: Path,
+        digest: str,
+        *,
+        on_output: OutputCallback | None = None,
+        named_as: Path | None = None,
+    ) -> list[PreparedEnv]:
+        """Install (or find cached) the environments of the version in ``folder``. One
+        install per version folder at a time in this process, and it runs on even when
+        the caller is cancelled (a Temporal activity that timed out, a client that gave
+        up): the next caller finds it finished or joins it."""
+        key = str(folder)
+        task = self._installs.get(key)
+        if task is None:
+            config = self.settings.agents
+            options = InstallOptions(
+                root=self.settings.envs_dir,
+                timeout_s=config.install_timeout_s,
+                pip_args=tuple(config.pip_args),
+                npm_args=tuple(config.npm_args),
+            )
+            task = asyncio.ensure_future(
+                prepare_environment(folder, digest, options, on_output=on_output, named_as=named_as)
+            )
+            self._installs[key] = task
+            task.add_done_callback(functools.partial(self._install_done, key))
+        return await asyncio.shield(task)
+
+    def _install_done(self, key: str, task: asyncio.Future[list[PreparedEnv]]) -> None:
+        if self._installs.get(key) is task:
+            del self._installs[key]
+        if not task.cancelled():
+            task.exception()  # retrieved: whoever awaited it reported it
+
+    def _check_code(self, manifest: AgentManifest, folder: Path, file: Path, shown: Path) -> None:
+        """Load the version's Python entry points and find its program, as they will run:
+        from its folder, with its environments. Errors name ``shown`` (the user's folder)."""
+
+        def problem(exc: Exception) -> str:
+            return (
+                str(exc).replace(str(folder.resolve()), str(shown)).replace(str(folder), str(shown))
+            )
+
+        key = f"deploycheck_{manifest.name}"
+        builtins = builtin_tools()
+        for i, decl in enumerate(manifest.tools):
+            if decl.entry:
+                try:
+                    load_entry(folder, decl.entry, key=key)
+                except EntryPointError as exc:
+                    raise ManifestError(file, f"tools.{i}.entry", problem(exc)) from None
+            elif decl.name not in builtins:
+                raise ManifestError(
+                    file,
+                    f"tools.{i}.name",
+                    f"no built-in tool {decl.name!r} (built-ins: {', '.join(sorted(builtins))}); "
+                    "give 'entry' for a tool of your own",
+                )
+        if manifest.runtime == "python":
+            assert isinstance(manifest.entry, str)
+            try:
+                load_entry(folder, manifest.entry, key=key)
+            except EntryPointError as exc:
+                raise ManifestError(file, "entry", problem(exc)) from None
+        elif manifest.runtime == "process":
+            program = manifest.command[0]
+            search = agent_path(folder, os.environ.get("PATH"))
+            if program not in ("python", "python3") and not (
+                (folder / program).is_file() or shutil.which(program, path=search)
+            ):
+                raise ManifestError(
+                    file, "entry", f"program {program!r} not found in {shown} or PATH"
+                )
 
     async def _validate(self, manifest: AgentManifest, folder: Path, file: Path) -> None:
+        """Check the manifest against this platform: models, engines, services. (Its code
+        is checked once its environments exist: :meth:`_check_code`.)"""
         used = manifest.services_used
         # a deployment of roostd workers says what it serves; trust only live workers
         workers = await self.stores.registry.list_workers(
@@ -368,34 +493,6 @@ class Platform:
                 f"service(s) {', '.join(sorted(missing))} not running on this platform "
                 f"(nothing answers on {', '.join(subjects.service(s) for s in sorted(missing))})",
             )
-        builtins = builtin_tools()
-        for i, decl in enumerate(manifest.tools):
-            if decl.entry:
-                try:
-                    load_entry(folder, decl.entry, key=f"deploycheck_{manifest.name}")
-                except EntryPointError as exc:
-                    raise ManifestError(file, f"tools.{i}.entry", str(exc)) from None
-            elif decl.name not in builtins:
-                raise ManifestError(
-                    file,
-                    f"tools.{i}.name",
-                    f"no built-in tool {decl.name!r} (built-ins: {', '.join(sorted(builtins))}); "
-                    "give 'entry' for a tool of your own",
-                )
-        if manifest.runtime == "python":
-            assert isinstance(manifest.entry, str)
-            try:
-                load_entry(folder, manifest.entry, key=f"deploycheck_{manifest.name}")
-            except EntryPointError as exc:
-                raise ManifestError(file, "entry", str(exc)) from None
-        elif manifest.runtime == "process":
-            program = manifest.command[0]
-            if program not in ("python", "python3") and not (
-                (folder / program).is_file() or shutil.which(program)
-            ):
-                raise ManifestError(
-                    file, "entry", f"program {program!r} not found in {folder} or PATH"
-                )
 
     @staticmethod
     def _require_engine(
@@ -451,21 +548,25 @@ class Platform:
             cached = self._agent_cache.get((name, version))
             if cached is not None:
                 return cached
+        record = await self._materialize(await self._record(name, version))
+        self._agent_cache.put((record.name, record.version), record)
+        return record
+
+    async def _record(self, name: str, version: int = 0) -> AgentRecord:
+        """The registry's record of ``name`` (``version``; 0: the latest), not materialized."""
         record = await self.stores.registry.get_agent(name, version or None)
         if record is None:
             if version:
                 raise NotFoundError(f"agent {name!r} has no deployed version {version}")
             names = ", ".join(a.name for a in await self.stores.registry.list_agents()) or "none"
             raise NotFoundError(f"agent {name!r} is not deployed (deployed: {names})")
-        record = await self._materialize(record)
-        self._agent_cache.put((record.name, record.version), record)
         return record
 
     async def list_agents(self) -> list[AgentRecord]:
         return await self.stores.registry.list_agents()
 
     async def delete_agent(self, name: str) -> None:
-        await self.get_agent(name)
+        await self._record(name)  # deleting needs no files here (nor their environments)
         await self.stores.registry.delete_agent(name)
 
     async def agent_tools(self, agent: str, version: int = 0) -> dict[str, Tool]:

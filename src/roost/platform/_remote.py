@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from roost.agents import BundleError, ManifestError, load_manifest, pack_folder
+from roost.agents._deps import OutputCallback
 from roost.config import ClientSettings, Settings
 from roost.platform._harness_rpc import RemoteHarness
 from roost.platform._local import model_record
@@ -70,9 +71,12 @@ class RemotePlatform:
 
     # --- agents ------------------------------------------------------------------------
 
-    async def deploy(self, path: Path | str) -> AgentRecord:
+    async def deploy(
+        self, path: Path | str, *, on_output: OutputCallback | None = None
+    ) -> AgentRecord:
         """Pack the agent folder and deploy it on the deployment (which validates it against
-        its live workers)."""
+        its live workers and installs its dependencies). The install's output is not
+        streamed over gRPC: ``on_output`` gets its last lines when the deploy is done."""
         path = Path(path).resolve()
         folder = path.parent if path.is_file() else path
         load_manifest(path)  # a malformed manifest is reported here, before any upload
@@ -80,7 +84,7 @@ class RemotePlatform:
             bundle = await asyncio.to_thread(pack_folder, folder)
         except BundleError as exc:
             raise ManifestError(folder / "agent.toml", "", str(exc)) from None
-        return await self.harness.deploy(bundle, str(folder))
+        return await self.harness.deploy(bundle, str(folder), on_output=on_output)
 
     async def get_agent(self, name: str) -> AgentRecord:
         record = await self.registry.get_agent(name)

@@ -5,18 +5,23 @@ shows it end to end):
 
 **Lifetime.** The runtime starts the agent's command (``entry`` in ``agent.toml``) once per
 deployed agent version, in the agent's folder, in a process group of its own, and keeps it
-running for later invocations. A leading ``python`` / ``python3`` runs as the interpreter roost
-itself runs under (``sys.executable``), so Python agents can use whatever roost's environment
-has installed; a program that is a file in the agent folder runs from there; anything else is
-looked up on ``PATH``. A process that died is restarted on the next invocation. When a newer
-version of the agent starts, older versions are stopped once idle; ``close()`` stops them all
-(``SIGTERM`` to the process group, ``SIGKILL`` after a grace period).
+running for later invocations. A leading ``python`` / ``python3`` runs as the agent's own venv
+interpreter when the version declares Python dependencies (``requirements.txt``,
+``pyproject.toml``: roost installs them into a venv of that version, linked as ``.venv``),
+else as the interpreter roost itself runs under (``sys.executable``), so Python agents
+without dependencies of their own can use whatever roost's environment has installed; a
+program that is a file in the agent folder runs from there; anything else is looked up on
+``PATH``, with the agent's ``.venv/bin`` and ``node_modules/.bin`` first. A process that
+died is restarted on the next invocation. When a newer version of the agent starts, older
+versions are stopped once idle; ``close()`` stops them all (``SIGTERM`` to the process
+group, ``SIGKILL`` after a grace period).
 
 **Environment.** The parent's environment, plus the manifest's ``env``, plus:
 ``PORT`` (listen on ``127.0.0.1:$PORT``), ``ROOST_PROVIDER_URL`` and ``OPENAI_BASE_URL`` (the
 provider's OpenAI base URL, ``http://127.0.0.1:<p>/v1``), ``ROOST_PROVIDER_ROOT`` (the root,
-for the ``/kv`` and ``/vectors`` routes), ``ROOST_AGENT`` and ``ROOST_AGENT_VERSION``.
-There is deliberately no process-wide API key: credentials belong to one invocation.
+for the ``/kv`` and ``/vectors`` routes), ``ROOST_AGENT`` and ``ROOST_AGENT_VERSION``, and
+``VIRTUAL_ENV`` when the agent has a venv. There is deliberately no process-wide API key:
+credentials belong to one invocation.
 
 **Health.** The process must answer ``GET /health`` with status 200 within
 ``start_timeout_s`` (otherwise the start fails with the tail of its stderr).
@@ -51,7 +56,7 @@ import socket
 import sys
 import weakref
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +64,7 @@ from typing import Any
 import httpx
 
 from roost.agents import AgentManifest
+from roost.agents._deps import agent_path, agent_venv
 from roost.protocol import AgentError, ServiceTimeoutError, dumps
 from roost.runtime._context import AgentContext
 from roost.runtime._provider import ProviderEndpoint
@@ -74,14 +80,16 @@ _MAX_LINE = 1 << 20
 def resolve_command(command: Sequence[str], cwd: str | Path) -> list[str]:
     """The argv to execute for a process agent's ``command`` run in ``cwd``.
 
-    A leading ``python``/``python3`` becomes ``sys.executable``; a program that exists as a
-    file in ``cwd`` becomes its absolute path; anything else is left for ``PATH`` lookup.
+    A leading ``python``/``python3`` becomes the interpreter of the agent's venv
+    (``cwd/.venv``) if it has one, else ``sys.executable``; a program that exists as a file
+    in ``cwd`` becomes its absolute path; anything else is left for ``PATH`` lookup.
     """
     if not command:
         raise AgentError("the process runtime needs a command to start (manifest 'entry')")
     program, *rest = list(command)
     if program in _PYTHON_NAMES:
-        program = sys.executable
+        venv = agent_venv(cwd)
+        program = str(venv / "bin" / "python") if venv is not None else sys.executable
     elif not os.path.isabs(program) and (Path(cwd) / program).is_file():
         program = str((Path(cwd) / program).resolve())
     return [program, *rest]
@@ -138,8 +146,13 @@ class ProcessRuntime:
         start_timeout_s: float = 30.0,
         stop_grace_s: float = 5.0,
         stderr_tail_lines: int = 40,
+        prepare: Callable[[AgentRecord], Awaitable[AgentRecord]] | None = None,
     ) -> None:
         self.provider = provider if provider is not None else ProviderEndpoint()
+        self.prepare = prepare
+        """Called before a version's process starts: makes its files and environments
+        ready on this node (the platform's, which unpacks bundles and installs
+        dependencies) and returns the record with this node's path."""
         self._owns_provider = provider is None
         self.start_timeout_s = start_timeout_s
         self.stop_grace_s = stop_grace_s
@@ -202,6 +215,8 @@ class ProcessRuntime:
                 )
                 del self._procs[key]
                 await self._stop(process)
+            if self.prepare is not None:
+                agent = await self.prepare(agent)
             remaining = deadline - asyncio.get_running_loop().time()
             process = await self._start(agent, manifest)
             try:
@@ -227,7 +242,11 @@ class ProcessRuntime:
             ROOST_PROVIDER_ROOT=self.provider.url,
             ROOST_AGENT=agent.name,
             ROOST_AGENT_VERSION=str(agent.version),
+            PATH=agent_path(agent.path, env.get("PATH")),
         )
+        venv = agent_venv(agent.path)
+        if venv is not None:
+            env["VIRTUAL_ENV"] = str(venv)
         # never send the agent's calls to the local provider through an HTTP proxy
         for name in ("NO_PROXY", "no_proxy"):
             env[name] = ",".join(p for p in (env.get(name, ""), "127.0.0.1,localhost") if p)
