@@ -362,20 +362,24 @@ async def test_a_failed_install_keeps_the_previous_version_serving(
     assert result.ok and result.complete.version == 1 and result.output["value"] == 42
 
 
+def node_settings(tmp_path: Path, home: str, agents: dict[str, Any]) -> Settings:
+    """Settings of one node ``home`` of a deployment whose nodes share one database."""
+    return Settings(
+        home=tmp_path / home,
+        state={"url": f"sqlite:///{tmp_path / 'shared.db'}"},
+        workflows={"engine": "inprocess"},
+        agents=agents,
+    )
+
+
 async def test_environments_are_cached_by_bundle_digest(tmp_path: Path, wheels: Path) -> None:
     """A redeploy of the same files, a restart, and another home sharing the envs folder
     all find the environment built once (its marker and install log are untouched)."""
     folder = write_agent(tmp_path / "py-proc", PROCESS_AGENT)
     envs = tmp_path / "envs"
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
 
     def settings(home: str) -> Settings:
-        return Settings(
-            home=tmp_path / home,
-            state={"url": url},
-            workflows={"engine": "inprocess"},
-            agents={**offline_pip(wheels), "envs_dir": str(envs)},
-        )
+        return node_settings(tmp_path, home, {**offline_pip(wheels), "envs_dir": str(envs)})
 
     async with await Platform.open(settings("node-a")) as a:
         first: list[str] = []
@@ -410,15 +414,9 @@ async def test_another_node_installs_when_it_unpacks_the_version(
     tmp_path: Path, wheels: Path
 ) -> None:
     folder = write_agent(tmp_path / "py-proc", PROCESS_AGENT)
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
 
     def settings(home: str) -> Settings:
-        return Settings(
-            home=tmp_path / home,
-            state={"url": url},
-            workflows={"engine": "inprocess"},
-            agents=offline_pip(wheels),
-        )
+        return node_settings(tmp_path, home, offline_pip(wheels))
 
     async with await Platform.open(settings("node-a")) as a:
         await a.deploy(folder)
