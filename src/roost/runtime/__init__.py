@@ -1,20 +1,79 @@
 """The agent runtime: the SDK context agents program against, the runtimes that run agent
-code, executors and the harness that starts runs."""
+code, executors and the harness that starts runs.
 
-from roost.runtime._context import KV, AgentContext, Vectors
-from roost.runtime._dispatch import (
-    BusDispatcher,
-    Dispatcher,
-    EngineRouter,
-    NullRecorder,
-    Recorder,
-)
-from roost.runtime._events import EVENTS_STREAM, EventLog, EventProjection
-from roost.runtime._executor import AgentResolver, Executor, HistoryLoader, InProcessExecutor
-from roost.runtime._harness import EventCallback, Harness, RunResult, StateRecorder
-from roost.runtime._process import ProcessRuntime
-from roost.runtime._provider import ProviderEndpoint
-from roost.runtime._runtimes import AgentRuntime, ChatRuntime, PythonRuntime, prompt_of
+Names are imported on first use (PEP 562), so agent code that imports the SDK
+(``from roost.runtime import AgentContext``) does not load the platform's machinery (the
+bus, the stores, the HTTP provider) with it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from roost.runtime._context import KV, AgentContext, Vectors
+    from roost.runtime._dispatch import (
+        BusDispatcher,
+        Dispatcher,
+        EngineRouter,
+        NullRecorder,
+        Recorder,
+    )
+    from roost.runtime._events import EVENTS_STREAM, EventLog, EventProjection
+    from roost.runtime._executor import (
+        AgentResolver,
+        Executor,
+        HistoryLoader,
+        InProcessExecutor,
+    )
+    from roost.runtime._harness import EventCallback, Harness, RunResult, StateRecorder
+    from roost.runtime._process import ProcessRuntime
+    from roost.runtime._provider import ProviderEndpoint
+    from roost.runtime._runtimes import AgentRuntime, ChatRuntime, PythonRuntime, prompt_of
+
+#: Where each public name lives.
+_MODULES: dict[str, str] = {
+    "KV": "_context",
+    "AgentContext": "_context",
+    "Vectors": "_context",
+    "BusDispatcher": "_dispatch",
+    "Dispatcher": "_dispatch",
+    "EngineRouter": "_dispatch",
+    "NullRecorder": "_dispatch",
+    "Recorder": "_dispatch",
+    "EVENTS_STREAM": "_events",
+    "EventLog": "_events",
+    "EventProjection": "_events",
+    "AgentResolver": "_executor",
+    "Executor": "_executor",
+    "HistoryLoader": "_executor",
+    "InProcessExecutor": "_executor",
+    "EventCallback": "_harness",
+    "Harness": "_harness",
+    "RunResult": "_harness",
+    "StateRecorder": "_harness",
+    "ProcessRuntime": "_process",
+    "ProviderEndpoint": "_provider",
+    "AgentRuntime": "_runtimes",
+    "ChatRuntime": "_runtimes",
+    "PythonRuntime": "_runtimes",
+    "prompt_of": "_runtimes",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'roost.runtime' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"roost.runtime.{module}"), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_MODULES])
+
 
 __all__ = [
     "EVENTS_STREAM",

@@ -10,7 +10,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from roost.protocol import (
     AgentCall,
@@ -39,7 +39,9 @@ from roost.protocol import (
     from_body,
     to_body,
 )
-from roost.runtime._dispatch import Dispatcher
+
+if TYPE_CHECKING:  # the dispatcher's module brings the bus and stores: not for agent code
+    from roost.runtime._dispatch import Dispatcher
 
 T = TypeVar("T")
 
