@@ -67,10 +67,16 @@ class KV:
         return from_body(raw, KvValue)
 
     async def get(self, key: str, default: bytes | None = None) -> bytes | None:
+        """The value stored under ``key``, or ``default`` when there is none.
+
+        Raises:
+            ServiceTimeoutError, ServiceUnavailableError: the KV service did not answer.
+        """
         result = await self._call("get", KvGet(key=key, scope=self.scope))
         return result.value if result.found else default
 
     async def get_text(self, key: str, default: str | None = None) -> str | None:
+        """:meth:`get`, decoded as UTF-8."""
         value = await self.get(key)
         return value.decode() if value is not None else default
 
@@ -84,6 +90,7 @@ class KV:
         return (await self._call("delete", KvDelete(key=key, scope=self.scope))).commit
 
     async def list(self, prefix: str = "") -> list[str]:
+        """The keys that start with ``prefix``, sorted."""
         return (await self._call("list", KvList(prefix=prefix, scope=self.scope))).keys
 
 
@@ -94,6 +101,11 @@ class Vectors:
         self._ctx = ctx
 
     async def upsert(self, collection: str, items: Sequence[VectorItem]) -> int:
+        """Insert or replace ``items`` (by id) in ``collection``; returns how many.
+
+        Raises:
+            InvalidRequestError: a vector's dimension differs from the collection's.
+        """
         body = to_body(VecUpsert(collection=collection, items=list(items)))
         return from_body(await self._ctx._call("vec", "upsert", body), VecResult).count
 
@@ -104,12 +116,20 @@ class Vectors:
         k: int = 5,
         where: dict[str, Any] | None = None,
     ) -> list[VectorHit]:
+        """The ``k`` items nearest to ``vector``, nearest first; ``where`` keeps only items
+        whose metadata has those values.
+
+        Raises:
+            InvalidRequestError: the dimension differs from the collection's, or ``k`` is
+                out of range.
+        """
         body = to_body(
             VecSearch(collection=collection, vector=list(vector), k=k, where=where or {})
         )
         return from_body(await self._ctx._call("vec", "search", body), VecResult).hits
 
     async def delete(self, collection: str, ids: Sequence[str]) -> int:
+        """Delete the items with ``ids``; returns how many existed."""
         body = to_body(VecDelete(collection=collection, ids=list(ids)))
         return from_body(await self._ctx._call("vec", "delete", body), VecResult).count
 
@@ -151,18 +171,22 @@ class AgentContext:
 
     @property
     def agent(self) -> str:
+        """The name of the agent this run belongs to."""
         return self.invocation.agent
 
     @property
     def session(self) -> str:
+        """The id of the run's session."""
         return self.invocation.session
 
     @property
     def branch(self) -> str:
+        """The session branch the run appends to."""
         return self.invocation.branch
 
     @property
     def invocation_id(self) -> str:
+        """The id of this run's invoke message (the first node the run records)."""
         return self.invocation.id
 
     async def _call(
@@ -184,7 +208,27 @@ class AgentContext:
         stream: bool = False,
         timeout: float | None = None,
     ) -> ChatResult:
-        """Ask a chat model. ``prompt`` is a user message or a whole message list."""
+        """Ask a chat model.
+
+        Args:
+            prompt: a user message, or the whole conversation as messages.
+            system: a system message put first.
+            model: a registered model name; "" is the agent's chat model.
+            tools: tools the model may call; its calls come back in
+                ``result.message.tool_calls`` (run them with :meth:`tool`).
+            temperature, max_tokens: sampling options (the model's defaults when None).
+            stream: publish the reply's tokens as events while it is generated.
+            timeout: seconds to wait (default: the platform's inference timeout).
+
+        Returns:
+            The reply message, the finish reason and token usage.
+
+        Raises:
+            NotFoundError: no such model.
+            InvalidRequestError: the request is invalid for the model (e.g. too long).
+            ServiceTimeoutError, ServiceUnavailableError, UpstreamError: transient
+                failures (``retryable``); a durable run retries them itself.
+        """
         if isinstance(prompt, str):
             messages = [ChatMessage(role="user", content=prompt)]
         else:
@@ -203,33 +247,77 @@ class AgentContext:
         return from_body(body, ChatResult)
 
     async def embed(self, texts: str | Sequence[str], *, model: str = "") -> list[list[float]]:
-        """Embed one text or many; returns one vector per text."""
+        """Embed one text or many.
+
+        Returns:
+            One vector per text, in order.
+
+        Raises:
+            NotFoundError: no such model; the transient errors of :meth:`infer`.
+        """
+        return (await self.embed_result(texts, model=model)).vectors
+
+    async def embed_result(self, texts: str | Sequence[str], *, model: str = "") -> EmbedResult:
+        """Like :meth:`embed`, with the model's name, the dimension and token usage."""
         inputs = [texts] if isinstance(texts, str) else list(texts)
         request = EmbedRequest(model=model or self.embedding_model, inputs=inputs)
         body = await self._call("embed", "embed", to_body(request), self.infer_timeout_s)
-        return from_body(body, EmbedResult).vectors
+        return from_body(body, EmbedResult)
 
     async def tool(self, name: str, /, **arguments: Any) -> Any:
-        """Call a tool by name; raises if the tool reports an error."""
-        body = await self._call(
-            "tool", "call", to_body(ToolRequest(name=name, arguments=arguments))
-        )
-        result = from_body(body, ToolResult)
+        """Call the agent's tool ``name`` with keyword ``arguments``.
+
+        Returns:
+            The tool's output.
+
+        Raises:
+            RoostError: the tool failed (code ``tool_failed``, the tool's message).
+            NotFoundError: the agent has no such tool.
+            InvalidRequestError: the arguments do not fit the tool's signature.
+        """
+        result = await self.call_tool(name, arguments)
         if result.is_error:
             from roost.protocol import RoostError
 
             raise RoostError(f"tool {name!r} failed: {result.output}", code="tool_failed")
         return result.output
 
+    async def call_tool(self, name: str, arguments: dict[str, Any]) -> ToolResult:
+        """Call tool ``name`` and return its result as is: a failing tool gives
+        ``is_error=True`` and its message instead of raising (what a model is shown).
+
+        Raises:
+            NotFoundError, InvalidRequestError: as :meth:`tool`.
+        """
+        body = await self._call(
+            "tool", "call", to_body(ToolRequest(name=name, arguments=arguments))
+        )
+        return from_body(body, ToolResult)
+
+    async def tool_specs(self) -> list[ToolSpec]:
+        """The agent's tools as a model is offered them (name, description, JSON schema)."""
+        body = await self._call("tool", "specs", {})
+        return [from_body(spec, ToolSpec) for spec in body.get("tools", [])]
+
     async def call_agent(self, agent: str, input: Any, *, timeout: float = 300.0) -> Any:
-        """Run another deployed agent on ``input`` and return its output."""
+        """Run another deployed agent on ``input`` (in a session of its own).
+
+        Returns:
+            That run's output.
+
+        Raises:
+            NotFoundError: no such agent.
+            AgentError: that run failed, or the chain of agent calls is too deep.
+            ServiceTimeoutError: no result within ``timeout`` seconds.
+        """
         depth = int(self.invocation.metadata.get("depth", 0)) + 1
         call = AgentCall(agent=agent, input=input, timeout_s=timeout, depth=depth)
         body = await self._call("agent", "call", to_body(call), timeout)
         return from_body(body, AgentCallResult).output
 
     async def emit(self, message: str, **data: Any) -> None:
-        """Report progress; shown live by ``roost agent run`` and kept in the session."""
+        """Report progress: shown live by ``roost agent run`` and kept in the session.
+        ``data`` must be JSON-serialisable."""
         await self.dispatcher.emit("progress", {"message": message, **data})
 
     def now(self) -> datetime:

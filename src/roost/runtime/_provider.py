@@ -49,17 +49,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from roost.protocol import (
     ChatMessage,
     ChatResult,
-    EmbedRequest,
-    EmbedResult,
     InvalidRequestError,
     RoostError,
     ToolCall,
-    ToolRequest,
-    ToolResult,
     ToolSpec,
     VectorItem,
-    from_body,
-    to_body,
 )
 from roost.protocol import _errors as codes
 from roost.runtime._context import KV, AgentContext
@@ -419,9 +413,7 @@ class ProviderEndpoint:
         if not inputs:
             raise InvalidRequestError("'input' must not be empty")
         model = "" if body.model in ("", "default") else body.model
-        embed = EmbedRequest(model=model or ctx.embedding_model, inputs=inputs)
-        raw = await ctx._call("embed", "embed", to_body(embed), ctx.infer_timeout_s)
-        result = from_body(raw, EmbedResult)
+        result = await ctx.embed_result(inputs, model=model)
         if body.dimensions is not None and result.vectors:
             actual = len(result.vectors[0])
             if body.dimensions != actual:
@@ -442,7 +434,7 @@ class ProviderEndpoint:
             {
                 "object": "list",
                 "data": data,
-                "model": result.model or embed.model or "default",
+                "model": result.model or model or ctx.embedding_model or "default",
                 "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
             }
         )
@@ -507,8 +499,7 @@ class ProviderEndpoint:
     async def _tool(self, request: Request) -> Response:
         ctx = self._context_of(request)
         arguments = _decode(await request.body() or b"{}", dict[str, Any])
-        tool = ToolRequest(name=request.path_params["name"], arguments=arguments)
-        result = from_body(await ctx._call("tool", "call", to_body(tool)), ToolResult)
+        result = await ctx.call_tool(request.path_params["name"], arguments)
         return _json({"output": result.output, "is_error": result.is_error})
 
     async def _agent(self, request: Request) -> Response:

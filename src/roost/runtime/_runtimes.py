@@ -12,11 +12,7 @@ from roost.protocol import (
     AgentError,
     ChatMessage,
     RoostError,
-    ToolRequest,
-    ToolResult,
     ToolSpec,
-    from_body,
-    to_body,
 )
 from roost.runtime._context import AgentContext
 from roost.stores._records import AgentRecord
@@ -71,8 +67,7 @@ class ChatRuntime:
     async def run(self, ctx: AgentContext, agent: AgentRecord, manifest: AgentManifest) -> Any:
         tools: list[ToolSpec] = []
         if manifest.tools:
-            specs = await ctx._call("tool", "specs", {})
-            tools = [from_body(s, ToolSpec) for s in specs.get("tools", [])]
+            tools = await ctx.tool_specs()
         messages: list[ChatMessage] = []
         if manifest.system_prompt:
             messages.append(ChatMessage(role="system", content=manifest.system_prompt))
@@ -104,12 +99,9 @@ class ChatRuntime:
     async def _run_tool(ctx: AgentContext, name: str, arguments: dict[str, Any]) -> str:
         # Tool failures go back to the model as text: it may correct itself.
         try:
-            body = await ctx._call(
-                "tool", "call", to_body(ToolRequest(name=name, arguments=arguments))
-            )
+            result = await ctx.call_tool(name, arguments)
         except RoostError as exc:
             return f"error: {exc.message}"
-        result = from_body(body, ToolResult)
         text = result.output if isinstance(result.output, str) else json.dumps(result.output)
         return f"error: {text}" if result.is_error else text
 
