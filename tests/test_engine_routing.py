@@ -106,7 +106,8 @@ async def test_the_router_names_the_engine_and_leaves_other_calls_alone(
 
 
 def test_per_engine_worker_counts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from roost.daemon._plan import ENGINE_ENV, plan_node
+    from roost.daemon._env import ENGINE_ENV
+    from roost.daemon._plan import plan_node
 
     monkeypatch.setenv("ROOST_HOME", str(tmp_path))
     monkeypatch.delenv("ROOST_CONFIG", raising=False)

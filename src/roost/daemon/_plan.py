@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from roost.config import WORKER_ROLES, Settings
 from roost.daemon import paths
+from roost.daemon._env import ENGINE_ENV, INDEX_ENV, ROLE_ENV
 from roost.daemon._roles import BUS_ROLES, DATABASE_ROLES, ROLE_RUNNERS
 from roost.supervisor import SupervisorConfig, WorkerSpec
 
@@ -30,10 +31,6 @@ __all__ = [
 #: Roles started together, in order; the roles not named here form the last phase. The
 #: registry and state go first: everything else registers with or records into them.
 PHASES: tuple[tuple[str, ...], ...] = (("registry", "state"), ("secret", "catalog", "harness"))
-
-ROLE_ENV = "ROOST_WORKER_ROLE"
-INDEX_ENV = "ROOST_WORKER_INDEX"
-ENGINE_ENV = "ROOST_WORKER_ENGINE"  # an inference / embedding worker of one engine only
 
 
 class PlanError(Exception):

@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from roost.config import GRPC_PORTS, WORKER_ROLES, Settings
+from roost.daemon._env import ENGINE_ENV, INDEX_ENV
 from roost.supervisor import WorkerLink
 
 if TYPE_CHECKING:
@@ -57,8 +58,6 @@ _BUS_SERVICES: dict[str, tuple[str, ...]] = {
 
 
 def _index() -> int:
-    from roost.daemon._plan import INDEX_ENV
-
     return int(os.environ.get(INDEX_ENV, "0") or 0)
 
 
@@ -124,8 +123,6 @@ async def _serve_bus(role: str, settings: Settings, link: WorkerLink, stop: asyn
         engines: list[str] | None = None
         if role in ("inference", "embedding"):
             # one engine ([distributed.workers.inference] llama-cpp = 2), else all installed
-            from roost.daemon._plan import ENGINE_ENV
-
             only = os.environ.get(ENGINE_ENV, "")
             engines = [only] if only else installed_engines()
         await platform.start_services(services, engines=engines)

@@ -16,7 +16,7 @@ import signal
 import sys
 
 from roost.config import WORKER_ROLES, ConfigError, Settings, load_settings
-from roost.daemon._plan import INDEX_ENV, ROLE_ENV
+from roost.daemon._env import INDEX_ENV, ROLE_ENV
 from roost.daemon._roles import ROLE_RUNNERS, RoleRunner
 from roost.supervisor import WorkerLink
 

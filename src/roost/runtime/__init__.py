@@ -13,13 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from roost.runtime._context import KV, AgentContext, Vectors
-    from roost.runtime._dispatch import (
-        BusDispatcher,
-        Dispatcher,
-        EngineRouter,
-        NullRecorder,
-        Recorder,
-    )
+    from roost.runtime._dispatch import BusDispatcher, Dispatcher, EngineRouter
     from roost.runtime._events import EVENTS_STREAM, EventLog, EventProjection
     from roost.runtime._executor import (
         AgentResolver,
@@ -30,6 +24,7 @@ if TYPE_CHECKING:
     from roost.runtime._harness import EventCallback, Harness, RunResult, StateRecorder
     from roost.runtime._process import ProcessRuntime
     from roost.runtime._provider import ProviderEndpoint
+    from roost.runtime._recorder import NullRecorder, Recorder
     from roost.runtime._runtimes import AgentRuntime, ChatRuntime, PythonRuntime, prompt_of
 
 #: Where each public name lives.
@@ -40,8 +35,8 @@ _MODULES: dict[str, str] = {
     "BusDispatcher": "_dispatch",
     "Dispatcher": "_dispatch",
     "EngineRouter": "_dispatch",
-    "NullRecorder": "_dispatch",
-    "Recorder": "_dispatch",
+    "NullRecorder": "_recorder",
+    "Recorder": "_recorder",
     "EVENTS_STREAM": "_events",
     "EventLog": "_events",
     "EventProjection": "_events",

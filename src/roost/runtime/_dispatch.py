@@ -22,7 +22,6 @@ from roost.protocol import (
     EventMessage,
     EventType,
     InvokeMessage,
-    Message,
     NotFoundError,
     RequestMessage,
     ResponseMessage,
@@ -33,25 +32,12 @@ from roost.protocol import (
     subjects,
 )
 from roost.runtime._events import EventLog
+from roost.runtime._recorder import Recorder
 from roost.services import call_service, raise_for_error
-from roost.stores import ModelRecord, Node
+from roost.stores import ModelRecord
 
 ModelLookup = Callable[[str], Awaitable[ModelRecord]]
 """Model name -> its registry record (:class:`~roost.protocol.NotFoundError` if unknown)."""
-
-
-class Recorder(Protocol):
-    """Appends protocol messages to the session DAG, returning the message's node
-    (``None``: not recorded)."""
-
-    async def record(self, message: Message, **annotations: Any) -> Node | None: ...
-
-
-class NullRecorder:
-    """Records nothing (for agent unit tests that do not care about sessions)."""
-
-    async def record(self, message: Message, **annotations: Any) -> Node | None:
-        return None
 
 
 class Dispatcher(Protocol):

@@ -22,7 +22,7 @@ from roost.bus import Bus, ConsumerOptions, DurableDelivery, Reject, Stream, Sub
 from roost.protocol import EventMessage, ProtocolError, decode, encode, subjects
 
 if TYPE_CHECKING:
-    from roost.runtime._dispatch import Recorder
+    from roost.runtime._recorder import Recorder
 
 log = logging.getLogger("roost.events")
 

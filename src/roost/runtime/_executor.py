@@ -28,8 +28,9 @@ from roost.protocol import (
 )
 from roost.protocol._errors import CANCELLED, INTERNAL, TIMEOUT
 from roost.runtime._context import AgentContext
-from roost.runtime._dispatch import BusDispatcher, EngineRouter, Recorder
+from roost.runtime._dispatch import BusDispatcher, EngineRouter
 from roost.runtime._events import EventLog
+from roost.runtime._recorder import Recorder
 from roost.runtime._runtimes import AgentRuntime
 from roost.stores._records import AgentRecord, Node
 
