@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from roost._proc import pid_alive
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -51,9 +53,5 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, *, every: fl
 
 
 def alive(pid: int) -> bool:
-    """Whether ``pid`` runs (Linux ``/proc``; a zombie nobody reaped yet counts as dead)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    """Whether ``pid`` runs (a zombie nobody reaped yet counts as dead)."""
+    return pid_alive(pid)

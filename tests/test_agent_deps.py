@@ -41,6 +41,8 @@ from roost.platform import Platform, RemotePlatform, coordination_servicers
 from roost.protocol import InvalidRequestError
 from roost.rpc import RpcServer
 
+pytestmark = pytest.mark.processes  # agent servers, installers, engine hosts
+
 ROOT = Path(__file__).resolve().parent.parent
 NODE_EXAMPLE = ROOT / "examples" / "node-agent"
 PY_TAG = f"python{sys.version_info.major}.{sys.version_info.minor}"

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from cli_helpers import cli_env, run_cli, wait_until
+from cli_helpers import alive, cli_env, run_cli, wait_until
 
 pytestmark = [pytest.mark.nats, pytest.mark.temporal, pytest.mark.postgres, pytest.mark.e2e]
 
@@ -45,22 +45,11 @@ def make_agent(root: Path) -> Path:
     return folder
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is dead too
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
-        return True
-
-
 @pytest.fixture
 def home() -> Iterator[Path]:
     # Not tmp_path: as root, Postgres runs as another user, who must reach its data dir
     # through every parent directory (pytest makes them private).
-    from roost.devservers.cluster import stop_dev_cluster
+    from roost.devcluster import stop_dev_cluster
 
     base = Path(tempfile.mkdtemp(prefix="roost-dev-test-"))
     base.chmod(0o711)

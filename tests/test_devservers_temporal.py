@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from temporalio import activity, workflow
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.worker import Worker
 
+from roost._proc import pid_alive, port_accepts, port_free
 from roost.devservers import (
     DevServerError,
     TemporalServer,
@@ -25,7 +25,6 @@ from roost.devservers import (
     ensure_embedded_temporal,
     stop_embedded_temporal,
 )
-from roost.devservers._process import port_accepts
 
 pytestmark = pytest.mark.temporal
 
@@ -56,27 +55,6 @@ async def greet(client: Client, workflow_id: str) -> str:
         )
 
 
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-        return True
-
-
-def pid_runs(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # an exited process that nobody reaped yet is a zombie, not a server
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
-        return True
-
-
 # --- ephemeral server -----------------------------------------------------------------------
 
 
@@ -94,9 +72,9 @@ async def test_ephemeral_server_runs_a_workflow_and_releases_its_port() -> None:
     finally:
         server.stop()
     assert not server.is_running
-    assert not pid_runs(pid)
+    assert not pid_alive(pid)
     assert not port_accepts("127.0.0.1", server.port)
-    assert port_is_free("127.0.0.1", server.port)
+    assert port_free("127.0.0.1", server.port)
 
 
 async def test_ephemeral_server_as_async_context_manager() -> None:
@@ -227,7 +205,7 @@ async def test_stop_then_ensure_starts_afresh_with_the_history(home: Path) -> No
     assert stop_embedded_temporal(home) is True
     assert embedded_temporal_status(home) is None
     assert not (home / "temporal" / "server.json").exists()
-    assert not pid_runs(first.pid)
+    assert not pid_alive(first.pid)
     assert stop_embedded_temporal(home) is False  # nothing left to stop
 
     again = ensure_embedded_temporal(home)
@@ -285,12 +263,12 @@ def test_the_server_outlives_the_process_that_started_it(home: Path) -> None:
     )
     address, pid_text = done.stdout.split()
     pid = int(pid_text)
-    assert pid_runs(pid)  # its starter has exited; the server has not
+    assert pid_alive(pid)  # its starter has exited; the server has not
     status = embedded_temporal_status(home)
     assert status is not None and status.alive and status.pid == pid
     assert ensure_embedded_temporal(home) == address  # and later processes reuse it
     assert embedded_temporal_status(home).pid == pid  # type: ignore[union-attr]
 
     assert stop_embedded_temporal(home) is True
-    assert not pid_runs(pid)
+    assert not pid_alive(pid)
     assert embedded_temporal_status(home) is None

@@ -42,6 +42,8 @@ from roost.protocol import (
 )
 from roost.stores._records import ModelRecord
 
+pytestmark = pytest.mark.processes  # agent servers, installers, engine hosts
+
 
 def chat(text: str, max_tokens: int = 16, temperature: float = 0.0) -> ChatRequest:
     return ChatRequest(

@@ -61,6 +61,8 @@ from roost.runtime._provider import ProviderEndpoint
 from roost.services import ServiceWorker
 from roost.stores._records import AgentRecord
 
+pytestmark = pytest.mark.processes  # agent servers, installers, engine hosts
+
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "process-agent"
 
 

@@ -27,7 +27,7 @@ RUNTIME = [
 PROTOCOL = [
     "PROTOCOL_VERSION", "RETRYABLE_CODES", "AgentCall", "AgentCallResult", "AgentError",
     "AnyMessage", "ChatMessage", "ChatRequest", "ChatResult", "CompleteMessage", "EmbedRequest",
-    "EmbedResult", "ErrorInfo", "EventMessage", "EventType", "ForkMessage",
+    "EmbedResult", "ErrorCode", "ErrorInfo", "EventMessage", "EventType", "ForkMessage",
     "InvalidRequestError", "InvokeMessage", "KvDelete", "KvGet", "KvList", "KvPut", "KvScope",
     "KvValue", "Message", "NoRespondersError", "NotFoundError", "PromoteMessage",
     "ProtocolError", "RequestMessage", "ResponseMessage", "RoostError", "ServiceName",

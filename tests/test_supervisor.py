@@ -22,9 +22,9 @@ import pytest
 
 from cli_helpers import alive, cli_env, run_cli
 from cli_helpers import wait_until as wait_until_polled
+from roost._proc import free_port
 from roost.config import GRPC_PORTS
 from roost.devservers import NatsServer
-from roost.devservers._process import free_port
 from roost.supervisor import (
     StartupError,
     Supervisor,
@@ -33,6 +33,8 @@ from roost.supervisor import (
     WorkerLink,
     WorkerSpec,
 )
+
+pytestmark = pytest.mark.processes  # real roostd and worker processes
 
 ROOT = Path(__file__).resolve().parent.parent
 HELPER = Path(__file__).resolve().parent / "supervisor_helper.py"

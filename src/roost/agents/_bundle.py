@@ -17,14 +17,18 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from roost.protocol import ErrorCode, RoostError
+
 #: Names never packed: caches and environments that belong to the machine, not the agent.
 IGNORED = frozenset({"__pycache__", ".venv", ".git", "node_modules", ".mypy_cache", ".ruff_cache"})
 #: Largest bundle accepted (packed); an agent folder is code and small data, not a data set.
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024
 
 
-class BundleError(Exception):
+class BundleError(RoostError):
     """A folder cannot be packed, or a bundle is malformed or unsafe."""
+
+    code = ErrorCode.INVALID_REQUEST
 
 
 def pack_folder(folder: Path | str) -> bytes:

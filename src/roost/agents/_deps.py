@@ -248,12 +248,6 @@ def use_site_packages(folder: Path | str) -> Path | None:
     return packages
 
 
-def write_atomic(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}-{secrets.token_hex(4)}")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-
-
 def read_marker(env: Path) -> dict[str, Any] | None:
     """The ``roost-env.json`` of a finished environment (None if unfinished)."""
     try:

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from roost._proc import write_atomic
 from roost.agents._deps import (
     INSTALL_LOG,
     NODE_MODULES,
@@ -33,7 +34,6 @@ from roost.agents._deps import (
     find_dependencies,
     link_environment,
     ready,
-    write_atomic,
 )
 from roost.agents._installers import (
     Build,

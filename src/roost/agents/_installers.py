@@ -10,7 +10,6 @@ names one, the package to blame.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib.metadata
 import importlib.util
 import os
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from roost._proc import signal_group
 from roost.agents._deps import (
     NODE_MODULES,
     PACKAGE_JSON,
@@ -112,8 +112,7 @@ class Runner:
             ) from None
         finally:
             if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGKILL)
+                signal_group(proc.pid, signal.SIGKILL)
                 await proc.wait()
 
 

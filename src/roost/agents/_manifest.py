@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from roost.protocol import ErrorCode, RoostError
+
 MANIFEST_FILE = "agent.toml"
 NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
 ENTRY_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -21,8 +23,10 @@ Runtime = Literal["python", "process", "chat"]
 ServiceUse = Literal["infer", "embed", "kv", "vec", "tool", "agent"]
 
 
-class ManifestError(Exception):
+class ManifestError(RoostError):
     """An agent manifest is invalid. ``path`` and ``field`` say where; the message says what."""
+
+    code = ErrorCode.INVALID_MANIFEST
 
     def __init__(self, path: Path | str, field: str, problem: str) -> None:
         self.path = str(path)

@@ -7,14 +7,16 @@ import functools
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 
-from roost.agents import ManifestError
 from roost.config import ConfigError, Settings, load_client_settings, load_settings
 from roost.protocol import RoostError
+
+if TYPE_CHECKING:
+    from roost.platform import PlatformAPI
 
 console = Console()
 err_console = Console(stderr=True)
@@ -22,8 +24,9 @@ err_console = Console(stderr=True)
 P = ParamSpec("P")
 T = TypeVar("T")
 
-# Errors a user can act on: print the cause in one line, no traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (RoostError, ManifestError, ConfigError, OSError)
+# Errors a user can act on: print the cause in one line, no traceback. Every error roost raises
+# on purpose is a RoostError, the config, manifest, bundle and plan errors among them.
+USER_ERRORS: tuple[type[BaseException], ...] = (RoostError, OSError)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -62,7 +65,7 @@ def run_async(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
 
 
 async def with_platform(
-    work: Callable[[Any], Awaitable[T]],
+    work: Callable[[PlatformAPI], Awaitable[T]],
     *,
     services: bool = False,
     worker: bool = False,
@@ -86,7 +89,7 @@ async def with_platform(
         client = load_client_settings()
     except ConfigError as exc:
         fail(str(exc))
-    platform: Any
+    platform: PlatformAPI
     if client.remote and not local_only:
         platform = RemotePlatform(client)
     elif status:

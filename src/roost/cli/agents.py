@@ -7,12 +7,15 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
 
 from roost.cli._common import console, err_console, fail, run_async, with_platform
+
+if TYPE_CHECKING:
+    from roost.platform import PlatformAPI
 
 app = typer.Typer(help="Deploy and run agents.", no_args_is_help=True)
 
@@ -30,7 +33,7 @@ async def deploy(
     def show(line: str) -> None:
         err_console.print(line, style="dim", markup=False, highlight=False, soft_wrap=True)
 
-    async def work(platform: Any) -> None:
+    async def work(platform: PlatformAPI) -> None:
         record = await platform.deploy(path, on_output=show)
         console.print(
             f"deployed [bold]{record.name}[/] version {record.version} "
@@ -72,7 +75,7 @@ async def run(
     """Run an agent once (-p / --input) or interactively (no input: a prompt loop)."""
     one_shot = _parse_input(prompt, input_json)
 
-    async def work(platform: Any) -> None:
+    async def work(platform: PlatformAPI) -> None:
         nonlocal session
         if one_shot is not None:
             ok = await _run_once(platform, name, one_shot, session, branch, timeout, stream)
@@ -97,7 +100,7 @@ async def run(
 
 
 async def _run_once(
-    platform: Any,
+    platform: PlatformAPI,
     name: str,
     value: Any,
     session: str | None,
@@ -173,7 +176,7 @@ async def _run_once(
     return result.session.name if interactive else True
 
 
-async def _answer_from_terminal(platform: Any, run_id: str) -> None:
+async def _answer_from_terminal(platform: PlatformAPI, run_id: str) -> None:
     answer = await asyncio.to_thread(console.input, "[bold cyan]answer>[/] ")
     await platform.harness.answer(run_id, answer)
 
@@ -183,7 +186,7 @@ async def _answer_from_terminal(platform: Any, run_id: str) -> None:
 async def list_agents() -> None:
     """List deployed agents."""
 
-    async def work(platform: Any) -> None:
+    async def work(platform: PlatformAPI) -> None:
         table = Table("name", "version", "runtime", "description", "deployed")
         for record in await platform.list_agents():
             table.add_row(
@@ -203,7 +206,7 @@ async def list_agents() -> None:
 async def get_agent(name: str) -> None:
     """Show a deployed agent's manifest and location."""
 
-    async def work(platform: Any) -> None:
+    async def work(platform: PlatformAPI) -> None:
         record = await platform.get_agent(name)
         console.print(f"[bold]{record.name}[/] version {record.version} — {record.path}")
         console.print_json(json.dumps(record.manifest))
@@ -216,7 +219,7 @@ async def get_agent(name: str) -> None:
 async def delete_agent(name: str) -> None:
     """Delete a deployed agent (all versions; its sessions stay)."""
 
-    async def work(platform: Any) -> None:
+    async def work(platform: PlatformAPI) -> None:
         await platform.delete_agent(name)
         console.print(f"deleted {name}")
 

@@ -1,6 +1,6 @@
 """``roost dev``: a local dev cluster (NATS, Postgres, Temporal and a roostd node with every
 role) for trying distributed mode on one machine. The logic is
-:mod:`roost.devservers.cluster`; this module is its command line."""
+:mod:`roost.devcluster`; this module is its command line."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from roost.cli._common import console, err_console, fail, settings
 if TYPE_CHECKING:
     from rich.status import Status
 
-    from roost.devservers.cluster import DevCluster
+    from roost.devcluster import DevCluster
 
 app = typer.Typer(
     help="A local dev cluster: distributed mode on this machine.", no_args_is_help=True
@@ -26,7 +26,7 @@ app = typer.Typer(
 
 class _ConsoleProgress:
     """A spinner while a step runs, a line when it is done (see
-    :class:`roost.devservers.cluster.Progress`)."""
+    :class:`roost.devcluster.Progress`)."""
 
     def __init__(self) -> None:
         self._status: Status | None = None
@@ -128,7 +128,7 @@ def up(
     loopback ports, with their data under $ROOST_HOME/dev (kept for the next start). Writes
     $ROOST_HOME/client.toml so `roost` commands use the cluster, and removes it on stop."""
     from roost.config import client_config_path
-    from roost.devservers.cluster import DevCluster, DevClusterError
+    from roost.devcluster import DevCluster, DevClusterError
 
     home = settings().home
     counts = _parse_workers(workers)
@@ -203,7 +203,7 @@ def status(
 
     Its addresses, workers and logs; exits 1 when none runs."""
     from roost.daemon import paths
-    from roost.devservers.cluster import dev_cluster_status
+    from roost.devcluster import dev_cluster_status
     from roost.supervisor import read_status
 
     home = settings().home
@@ -265,7 +265,7 @@ def down(
 
     SIGTERM to its `roost dev up`, which stops everything in order; with no such process,
     stops what a killed one left running."""
-    from roost.devservers.cluster import DevClusterError, stop_dev_cluster
+    from roost.devcluster import DevClusterError, stop_dev_cluster
 
     home = settings().home
     try:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 
 from roost.cli._common import console
-from roost.doctor import CheckResult, run_checks
+
+if TYPE_CHECKING:
+    from roost.doctor import CheckResult
 
 _STYLE = {"ok": "green", "FAIL": "bold red", "skip": "yellow"}
 
@@ -17,6 +20,8 @@ _STYLE = {"ok": "green", "FAIL": "bold red", "skip": "yellow"}
 def doctor() -> None:
     """Check the installation: Python, ROOST_HOME, sqlite-vec, the embedded engines (load and
     generate), the Temporal / NATS / Postgres binaries, and the configured services."""
+    from roost.doctor import run_checks  # the checks import much of roost: only when run
+
     started = time.perf_counter()
     results = asyncio.run(run_checks())
     width = max(len(r.name) for r in results)

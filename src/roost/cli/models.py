@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from roost.cli._common import console, err_console, run_async, with_platform
+
+if TYPE_CHECKING:
+    from roost.platform import PlatformAPI
 
 app = typer.Typer(help="Register and list models.", no_args_is_help=True)
 
@@ -28,7 +31,7 @@ async def add(
 ) -> None:
     """Register a model served by an engine."""
 
-    async def work(platform: Any) -> None:
+    async def work(platform: PlatformAPI) -> None:
         record = await platform.add_model(
             name=name,
             engine=engine,
@@ -49,7 +52,7 @@ async def add(
 async def list_models() -> None:
     """List registered models."""
 
-    async def work(platform: Any) -> None:
+    async def work(platform: PlatformAPI) -> None:
         table = Table("name", "kind", "engine", "target", "base url")
         for m in await platform.list_models():
             table.add_row(m.name, m.kind, m.engine, m.target, m.base_url)
@@ -66,7 +69,7 @@ async def available(
 ) -> None:
     """List models the engines can serve (installed embedded models, Ollama tags, /v1/models)."""
 
-    async def work(platform: Any) -> None:
+    async def work(platform: PlatformAPI) -> None:
         table = Table("engine", "model", "where")
         with err_console.status("asking engines", spinner="dots"):
             found = await platform.available_models(engine=engine, base_url=base_url)
@@ -82,7 +85,7 @@ async def available(
 async def remove(name: str) -> None:
     """Remove a registered model."""
 
-    async def work(platform: Any) -> None:
+    async def work(platform: PlatformAPI) -> None:
         await platform.remove_model(name)
         console.print(f"removed {name}")
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
 
 from roost.cli._common import console, run_async, with_platform
 from roost.protocol import RoostError
+
+if TYPE_CHECKING:
+    from roost.platform import PlatformAPI
 
 app = typer.Typer(help="Inspect and steer agent runs.", no_args_is_help=True)
 
@@ -38,7 +41,7 @@ def _status(info: Any) -> str:
 async def list_runs(limit: int = typer.Option(20, help="How many runs, newest first.")) -> None:
     """List runs, newest first."""
 
-    async def work(platform: Any) -> None:
+    async def work(platform: PlatformAPI) -> None:
         table = Table()
         table.add_column("run", no_wrap=True)  # what `run get|answer|cancel` take
         table.add_column("agent")
@@ -73,7 +76,7 @@ async def get_run(
 ) -> None:
     """Show a run: status, question it waits on, and (once done) its output."""
 
-    async def work(platform: Any) -> None:
+    async def work(platform: PlatformAPI) -> None:
         info = await platform.harness.get_run(run)
         complete = None
         if info.status != "running" or wait:
@@ -116,7 +119,7 @@ async def get_run(
 async def cancel_run(run: str = typer.Argument(..., help="Run id.")) -> None:
     """Cancel a running run (it records its cancellation and stops)."""
 
-    async def work(platform: Any) -> None:
+    async def work(platform: PlatformAPI) -> None:
         await platform.harness.cancel(run)
         console.print(f"cancelling {run}")
 
@@ -131,7 +134,7 @@ async def answer_run(
 ) -> None:
     """Answer the question a run asked (``ctx.ask``); the run then goes on."""
 
-    async def work(platform: Any) -> None:
+    async def work(platform: PlatformAPI) -> None:
         await platform.harness.answer(run, text)
         console.print(f"answered {run}")
 

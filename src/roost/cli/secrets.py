@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 
 from roost.cli._common import console, fail, run_async, with_platform
+
+if TYPE_CHECKING:
+    from roost.platform import PlatformAPI
 
 app = typer.Typer(help="Store secrets (API keys), encrypted at rest.", no_args_is_help=True)
 
@@ -31,7 +34,7 @@ async def put(
         fail("a secret's value must not be empty")
     secret = value
 
-    async def work(platform: Any) -> None:
+    async def work(platform: PlatformAPI) -> None:
         await platform.secrets.put(name, secret)
         console.print(f"stored secret {name}")
 
@@ -43,7 +46,7 @@ async def put(
 async def get(name: str) -> None:
     """Print a secret's value."""
 
-    async def work(platform: Any) -> None:
+    async def work(platform: PlatformAPI) -> None:
         value = await platform.secrets.get(name)
         sys.stdout.write(value + "\n")
 
@@ -55,7 +58,7 @@ async def get(name: str) -> None:
 async def delete(name: str) -> None:
     """Delete a secret."""
 
-    async def work(platform: Any) -> None:
+    async def work(platform: PlatformAPI) -> None:
         await platform.secrets.delete(name)
         console.print(f"deleted secret {name}")
 
@@ -67,7 +70,7 @@ async def delete(name: str) -> None:
 async def exists(name: str) -> None:
     """Exit 0 if the secret exists, 1 if not."""
 
-    async def work(platform: Any) -> bool:
+    async def work(platform: PlatformAPI) -> bool:
         return bool(await platform.secrets.exists(name))
 
     found = await with_platform(work)

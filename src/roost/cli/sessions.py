@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
 
 from roost.cli._common import console, run_async, with_platform
+
+if TYPE_CHECKING:
+    from roost.platform import PlatformAPI
 
 app = typer.Typer(help="Inspect, fork and promote sessions.", no_args_is_help=True)
 
@@ -52,7 +55,7 @@ async def list_sessions(
 ) -> None:
     """List sessions, newest first."""
 
-    async def work(platform: Any) -> None:
+    async def work(platform: PlatformAPI) -> None:
         table = Table()
         # names are what users type next: never cut them; the long id folds instead
         table.add_column("name", no_wrap=True)
@@ -82,7 +85,7 @@ async def get_session(
 ) -> None:
     """Show a session's branches and the recorded nodes of one branch."""
 
-    async def work(platform: Any) -> None:
+    async def work(platform: PlatformAPI) -> None:
         sess = await platform.get_session(session)
         nodes = await platform.session_nodes(sess.id, branch or sess.main_branch)
         if full:
@@ -120,10 +123,10 @@ async def fork(
 ) -> None:
     """Start a new branch at an earlier node; runs on it see the KV state of that node."""
 
-    async def work(platform: Any) -> None:
+    async def work(platform: PlatformAPI) -> None:
         new = await platform.fork(session, from_node, branch)
         console.print(
-            f"forked branch [bold]{new.name}[/] from node {new.head[:12]}; "
+            f"forked branch [bold]{new.name}[/] from node {(new.head or '')[:12]}; "
             f"run on it with: roost agent run AGENT -s {session} -b {new.name}"
         )
 
@@ -138,7 +141,7 @@ async def promote(
 ) -> None:
     """Make a branch the session's main branch (new runs continue it by default)."""
 
-    async def work(platform: Any) -> None:
+    async def work(platform: PlatformAPI) -> None:
         await platform.promote(session, branch)
         console.print(f"branch [bold]{branch}[/] is now the main branch of {session}")
 

@@ -20,9 +20,13 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from roost.protocol import ErrorCode, RoostError
 
-class ConfigError(Exception):
+
+class ConfigError(RoostError):
     """The configuration is invalid; the message names the file, the key and the problem."""
+
+    code = ErrorCode.INVALID_CONFIG
 
 
 class _Section(BaseModel):

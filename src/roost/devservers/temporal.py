@@ -37,14 +37,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from roost.devservers._process import (
-    DevServer,
-    DevServerError,
-    ManagedProcess,
-    find_binary,
-    free_port,
-    port_accepts,
-)
+from roost._proc import free_port, pid_alive, port_accepts, port_free, terminate, write_atomic
+from roost.devservers._process import DevServer, DevServerError, ManagedProcess, find_binary
 
 if TYPE_CHECKING:
     from temporalio.client import Client
@@ -216,8 +210,8 @@ def _launch(
     for attempt in range(_BIND_RETRIES):
         if port is None:
             port = free_port(host)
-        http_port = _other_free_port(host, taken={port})
-        metrics_port = _other_free_port(host, taken={port, http_port})
+        http_port = free_port(host, avoid={port})
+        metrics_port = free_port(host, avoid={port, http_port})
         argv = _argv(
             binary,
             host=host,
@@ -257,24 +251,6 @@ def _launch(
                 continue
             raise
     raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _other_free_port(host: str, *, taken: set[int]) -> int:
-    while True:
-        port = free_port(host)
-        if port not in taken:
-            return port
-
-
-def _port_free(host: str, port: int) -> bool:
-    """Whether a server could listen on ``host:port`` now (SO_REUSEADDR, as Go servers do)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-        return True
 
 
 # --- ephemeral server -----------------------------------------------------------------------
@@ -508,7 +484,7 @@ def _start_embedded(paths: _Paths, namespace: str, *, timeout: float) -> str:
     preferred: int | None = None
     with contextlib.suppress(OSError, ValueError):
         preferred = int(paths.last_port.read_text().strip())
-    if preferred is not None and not _port_free(_HOST, preferred):
+    if preferred is not None and not port_free(_HOST, preferred):
         preferred = None
     _rotate_log(paths.log)
 
@@ -523,8 +499,8 @@ def _start_embedded(paths: _Paths, namespace: str, *, timeout: float) -> str:
             "log_path": str(paths.log),
             "db_path": str(paths.db),
         }
-        _write_atomically(paths.record, json.dumps(record, indent=2) + "\n")
-        _write_atomically(paths.last_port, f"{port}\n")
+        write_atomic(paths.record, json.dumps(record, indent=2) + "\n")
+        write_atomic(paths.last_port, f"{port}\n")
 
     try:
         process, port = _launch(
@@ -570,7 +546,7 @@ def _wait_serving(pid: int, address: str, namespace: str, deadline: float) -> bo
     while True:
         if _is_serving(host, int(port), namespace):
             return True
-        if time.monotonic() >= deadline or not _pid_alive(pid):
+        if time.monotonic() >= deadline or not pid_alive(pid, reap=True):
             return False
         time.sleep(interval)
         interval = min(interval * 1.5, 0.2)
@@ -582,16 +558,8 @@ def _terminate(pid: int, paths: _Paths, *, grace: float) -> None:
     if process is not None and process.pid == pid:
         process.stop(grace=grace)  # our own child: Popen signals and reaps it
         return
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-        deadline = time.monotonic() + wait
-        while _pid_alive(pid):
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(0.05)
-        else:
-            return
+    if terminate(pid, signal.SIGTERM, grace=grace, kill_wait=5.0):
+        return
     raise DevServerError(f"embedded Temporal server (pid {pid}) did not exit after SIGKILL")
 
 
@@ -600,7 +568,7 @@ def _is_our_server(pid: int, paths: _Paths) -> bool:
     process = _spawned.get(paths.dir)
     if process is not None and not process.is_running:  # polling reaps it
         del _spawned[paths.dir]
-    if not _pid_alive(pid):
+    if not pid_alive(pid, reap=True):
         return False
     try:
         args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -609,24 +577,6 @@ def _is_our_server(pid: int, paths: _Paths) -> bool:
     except OSError:
         return True
     return b"start-dev" in args and os.fsencode(paths.db) in args
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` runs (a zombie, exited but not yet reaped, does not)."""
-    with contextlib.suppress(ChildProcessError):
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our child, just exited: now reaped
-            return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def _read_record(paths: _Paths) -> EmbeddedTemporal | None:
@@ -644,12 +594,6 @@ def _read_record(paths: _Paths) -> EmbeddedTemporal | None:
         )
     except (OSError, ValueError, TypeError, KeyError):
         return None  # absent, or mangled by hand: as if there were no server
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _rotate_log(log: Path) -> None:

@@ -11,6 +11,7 @@ from roost.protocol import (
     ChatRequest,
     ChatResult,
     EmbedResult,
+    ErrorCode,
     InvalidRequestError,
     NotFoundError,
     RoostError,
@@ -18,7 +19,6 @@ from roost.protocol import (
     ServiceUnavailableError,
     UpstreamError,
 )
-from roost.protocol._errors import AUTH, RATE_LIMITED
 from roost.stores._records import EngineName, ModelRecord
 
 TokenCallback = Callable[[str], Awaitable[None]]
@@ -26,7 +26,7 @@ TokenCallback = Callable[[str], Awaitable[None]]
 
 ENGINE_NAMES: tuple[EngineName, ...] = ("llama-cpp", "sentence-transformers", "ollama", "openai")
 
-ENGINE_MISSING = "engine_missing"
+ENGINE_MISSING = ErrorCode.ENGINE_MISSING
 """Error code: the engine's optional Python package is not installed (not retryable)."""
 
 
@@ -143,12 +143,14 @@ def status_error(
     if status == 429:
         hint = f" (retry after {retry_after}s)" if retry_after else ""
         return ServiceUnavailableError(
-            f"{ctx}: rate limited (HTTP 429){hint}: {detail}", code=RATE_LIMITED, **details
+            f"{ctx}: rate limited (HTTP 429){hint}: {detail}",
+            code=ErrorCode.RATE_LIMITED,
+            **details,
         )
     if status in (401, 403):
         return RoostError(
             f"{ctx}: not authorized (HTTP {status}): {detail}; check the model's API key secret",
-            code=AUTH,
+            code=ErrorCode.AUTH,
             **details,
         )
     if status == 404:

@@ -15,7 +15,7 @@ many concurrent calls multiplexed by call id (frames in :mod:`roost.engines._fra
   native library that prints cannot corrupt the channel; stderr goes to the parent's log;
 * a ``Cancel`` frame cancels the call's task (the llama engine then stops generating);
 * the host exits when the parent dies (``PR_SET_PDEATHSIG``, the guard of
-  :func:`roost.supervisor.set_parent_death_signal`) and when its request pipe closes (the
+  :func:`roost._proc.set_parent_death_signal`) and when its request pipe closes (the
   parent closed the engine or is gone, on any OS); it ignores SIGINT, which a terminal's
   Ctrl-C sends to the whole process group: its parent decides when it stops;
 * ``faulthandler`` is on, so a native crash leaves the Python stacks in the parent's log.
@@ -194,7 +194,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     args = _parse(argv)
     if args.parent:
-        from roost.supervisor._link import set_parent_death_signal
+        from roost._proc import set_parent_death_signal
 
         set_parent_death_signal(signal.SIGTERM)
         if os.getppid() != args.parent:  # the parent died before the guard was armed

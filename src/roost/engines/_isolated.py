@@ -43,6 +43,7 @@ from roost.protocol import (
     ChatRequest,
     ChatResult,
     EmbedResult,
+    ErrorCode,
     RoostError,
     ServiceTimeoutError,
     ServiceUnavailableError,
@@ -50,9 +51,9 @@ from roost.protocol import (
 )
 from roost.stores._records import ModelRecord
 
-ENGINE_START_FAILED = "engine_start_failed"
+ENGINE_START_FAILED = ErrorCode.ENGINE_START_FAILED
 """Error code: an engine host process exited before it was ready (not retryable)."""
-ENGINE_CRASH_LOOP = "engine_crash_loop"
+ENGINE_CRASH_LOOP = ErrorCode.ENGINE_CRASH_LOOP
 """Error code: the engine process died loading this model too many times (not retryable)."""
 
 

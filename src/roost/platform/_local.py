@@ -14,7 +14,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -76,10 +76,12 @@ from roost.services.tools import ToolService
 from roost.services.vectors import VectorService
 from roost.stores import (
     AgentRecord,
+    AvailableModel,
     Branch,
     LruCache,
     ModelRecord,
     Node,
+    SecretStore,
     Session,
     Stores,
     WorkerRecord,
@@ -92,15 +94,6 @@ log = logging.getLogger("roost.platform")
 LOCAL_SERVICES = ("infer", "embed", "kv", "vec", "tool", "agent")
 MODEL_CACHE_S = 5.0
 """How long a process trusts a model record it fetched from the registry."""
-
-
-@dataclass(frozen=True)
-class AvailableModel:
-    """A model an engine can serve, as listed by ``roost model available``."""
-
-    engine: str
-    model: str
-    where: str
 
 
 class Platform:
@@ -758,7 +751,7 @@ class Platform:
         return found
 
     @property
-    def secrets(self) -> Any:
+    def secrets(self) -> SecretStore:
         return self.stores.secrets
 
     async def _secret_or_none(self, name: str) -> str | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from roost.agents import BundleError, ManifestError, load_manifest, pack_folder
 from roost.agents._deps import OutputCallback
@@ -20,10 +20,9 @@ from roost.platform._harness_rpc import RemoteHarness
 from roost.platform._local import model_record
 from roost.protocol import NotFoundError
 from roost.rpc import CatalogClient, RemoteRegistryStore, RemoteSecretStore, RemoteStateStore
-from roost.rpc._catalog import AvailableModel
 from roost.runtime import RunResult
 from roost.runtime._harness import EventCallback
-from roost.stores import AgentRecord, Branch, ModelRecord, Node, Session, Stores
+from roost.stores import AgentRecord, AvailableModel, Branch, ModelRecord, Node, Session, Stores
 
 
 def remote_stores(settings: Settings) -> Stores:
@@ -43,7 +42,8 @@ def remote_stores(settings: Settings) -> Stores:
 
 
 class RemotePlatform:
-    """A deployment seen from a client. Close with :meth:`close`."""
+    """A deployment seen from a client (a :class:`~roost.platform.PlatformAPI`). Close
+    with :meth:`close`."""
 
     def __init__(self, client: ClientSettings) -> None:
         timeout = client.timeout_s
@@ -148,8 +148,27 @@ class RemotePlatform:
     async def list_models(self) -> list[ModelRecord]:
         return await self.registry.list_models()
 
-    async def add_model(self, *, replace: bool = False, **fields: Any) -> ModelRecord:
-        record = model_record(**fields)
+    async def add_model(
+        self,
+        *,
+        name: str,
+        engine: str,
+        target: str,
+        kind: str = "chat",
+        base_url: str = "",
+        api_key_secret: str = "",
+        dimension: int = 0,
+        replace: bool = False,
+    ) -> ModelRecord:
+        record = model_record(
+            name=name,
+            engine=engine,
+            target=target,
+            kind=kind,
+            base_url=base_url,
+            api_key_secret=api_key_secret,
+            dimension=dimension,
+        )
         await self.registry.add_model(record, replace=replace)
         return record
 
@@ -162,3 +181,11 @@ class RemotePlatform:
         self, engine: str | None = None, base_url: str = ""
     ) -> list[AvailableModel]:
         return await self.catalog.list_available(engine, base_url)
+
+
+if TYPE_CHECKING:  # both platforms are PlatformAPIs: mypy checks every method's signature
+    from roost.platform._api import PlatformAPI
+    from roost.platform._local import Platform
+
+    def _check(local: Platform, remote: RemotePlatform) -> tuple[PlatformAPI, PlatformAPI]:
+        return local, remote

@@ -9,6 +9,7 @@ from roost.protocol._codec import decode, dumps, encode, from_body, loads, to_bo
 from roost.protocol._errors import (
     RETRYABLE_CODES,
     AgentError,
+    ErrorCode,
     InvalidRequestError,
     NoRespondersError,
     NotFoundError,
@@ -76,6 +77,7 @@ __all__ = [
     "CompleteMessage",
     "EmbedRequest",
     "EmbedResult",
+    "ErrorCode",
     "ErrorInfo",
     "EventMessage",
     "EventType",

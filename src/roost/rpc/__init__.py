@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from roost.rpc._catalog import (
-    AvailableModel,
     AvailableModelLike,
     CatalogClient,
     CatalogServicer,
@@ -49,7 +48,7 @@ from roost.rpc._service import (
     rpc_method,
 )
 from roost.rpc._state import RemoteStateStore, StateServicer
-from roost.stores import Stores
+from roost.stores import AvailableModel, Stores
 
 SERVICE_NAMES: dict[str, str] = {
     RegistryServicer.role: RegistryServicer.service_name,

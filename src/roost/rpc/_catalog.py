@@ -7,7 +7,6 @@ deployment) so this package stays independent of the platform that implements it
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 import grpc.aio
@@ -17,17 +16,9 @@ from roost.rpc._convert import opt
 from roost.rpc._gen import catalog_pb2 as pb
 from roost.rpc._gen import catalog_pb2_grpc
 from roost.rpc._service import Context, ServicerBase, rpc_method
+from roost.stores._records import AvailableModel
 
 _SERVICE = pb.DESCRIPTOR.services_by_name["Catalog"].full_name
-
-
-@dataclass(frozen=True, slots=True)
-class AvailableModel:
-    """A model an engine can serve: ``where`` is ``embedded`` or the engine's base URL."""
-
-    engine: str
-    model: str
-    where: str
 
 
 class AvailableModelLike(Protocol):

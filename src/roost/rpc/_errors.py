@@ -19,27 +19,13 @@ import grpc.aio
 import msgspec
 
 from roost.protocol import (
+    ErrorCode,
     ErrorInfo,
     InvalidRequestError,
     NotFoundError,
     RoostError,
     ServiceTimeoutError,
     ServiceUnavailableError,
-)
-from roost.protocol._errors import (
-    AGENT_FAILED,
-    AUTH,
-    CANCELLED,
-    INTERNAL,
-    INVALID_MESSAGE,
-    INVALID_REQUEST,
-    NO_RESPONDERS,
-    NOT_FOUND,
-    RATE_LIMITED,
-    TIMEOUT,
-    UNAVAILABLE,
-    UNKNOWN_OP,
-    UPSTREAM,
 )
 
 log = logging.getLogger("roost.rpc")
@@ -49,35 +35,45 @@ ERROR_CODE_KEY = "roost-error-code"
 ERROR_DETAILS_KEY = "roost-error-details-bin"
 """Trailing metadata key of the error's details, as JSON (binary metadata: ``-bin``)."""
 
+_S = grpc.StatusCode
 STATUS_BY_CODE: Mapping[str, grpc.StatusCode] = {
-    INVALID_MESSAGE: grpc.StatusCode.INVALID_ARGUMENT,
-    INVALID_REQUEST: grpc.StatusCode.INVALID_ARGUMENT,
-    NOT_FOUND: grpc.StatusCode.NOT_FOUND,
-    UNKNOWN_OP: grpc.StatusCode.UNIMPLEMENTED,
-    TIMEOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
-    NO_RESPONDERS: grpc.StatusCode.UNAVAILABLE,
-    UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
-    RATE_LIMITED: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    UPSTREAM: grpc.StatusCode.UNAVAILABLE,
-    AUTH: grpc.StatusCode.PERMISSION_DENIED,
-    AGENT_FAILED: grpc.StatusCode.ABORTED,
-    CANCELLED: grpc.StatusCode.CANCELLED,
-    INTERNAL: grpc.StatusCode.INTERNAL,
+    ErrorCode.INVALID_MESSAGE: _S.INVALID_ARGUMENT,
+    ErrorCode.INVALID_REQUEST: _S.INVALID_ARGUMENT,
+    ErrorCode.INVALID_CONFIG: _S.INVALID_ARGUMENT,
+    ErrorCode.INVALID_MANIFEST: _S.INVALID_ARGUMENT,
+    ErrorCode.NOT_FOUND: _S.NOT_FOUND,
+    ErrorCode.UNKNOWN_OP: _S.UNIMPLEMENTED,
+    ErrorCode.AUTH: _S.PERMISSION_DENIED,
+    ErrorCode.TIMEOUT: _S.DEADLINE_EXCEEDED,
+    ErrorCode.NO_RESPONDERS: _S.UNAVAILABLE,
+    ErrorCode.UNAVAILABLE: _S.UNAVAILABLE,
+    ErrorCode.RATE_LIMITED: _S.RESOURCE_EXHAUSTED,
+    ErrorCode.UPSTREAM: _S.UNAVAILABLE,
+    ErrorCode.AGENT_FAILED: _S.ABORTED,
+    ErrorCode.TOOL_FAILED: _S.ABORTED,
+    ErrorCode.ENGINE_MISSING: _S.FAILED_PRECONDITION,
+    ErrorCode.ENGINE_START_FAILED: _S.FAILED_PRECONDITION,
+    ErrorCode.ENGINE_CRASH_LOOP: _S.FAILED_PRECONDITION,
+    ErrorCode.CANCELLED: _S.CANCELLED,
+    ErrorCode.INTERNAL: _S.INTERNAL,
+    ErrorCode.UNEXPECTED: _S.INTERNAL,
 }
-"""The gRPC status each roost error code travels as (unknown codes: ``INTERNAL``)."""
+"""The gRPC status each :class:`~roost.protocol.ErrorCode` travels as (every member has one;
+a code unknown to this roost travels as ``INTERNAL``). The status is for generic gRPC
+tooling only: a roost client rebuilds the error from the exact code in the metadata."""
 
 # A status that arrived without a roost code (a non-roost peer, or gRPC's own failures other
 # than deadline and transport, which get their own messages): the closest roost code.
-_CODE_BY_STATUS: Mapping[grpc.StatusCode, str] = {
-    grpc.StatusCode.INVALID_ARGUMENT: INVALID_REQUEST,
-    grpc.StatusCode.FAILED_PRECONDITION: INVALID_REQUEST,
-    grpc.StatusCode.OUT_OF_RANGE: INVALID_REQUEST,
-    grpc.StatusCode.ALREADY_EXISTS: INVALID_REQUEST,
-    grpc.StatusCode.NOT_FOUND: NOT_FOUND,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: RATE_LIMITED,
-    grpc.StatusCode.PERMISSION_DENIED: AUTH,
-    grpc.StatusCode.UNAUTHENTICATED: AUTH,
-    grpc.StatusCode.ABORTED: AGENT_FAILED,
+_CODE_BY_STATUS: Mapping[grpc.StatusCode, ErrorCode] = {
+    _S.INVALID_ARGUMENT: ErrorCode.INVALID_REQUEST,
+    _S.FAILED_PRECONDITION: ErrorCode.INVALID_REQUEST,
+    _S.OUT_OF_RANGE: ErrorCode.INVALID_REQUEST,
+    _S.ALREADY_EXISTS: ErrorCode.INVALID_REQUEST,
+    _S.NOT_FOUND: ErrorCode.NOT_FOUND,
+    _S.RESOURCE_EXHAUSTED: ErrorCode.RATE_LIMITED,
+    _S.PERMISSION_DENIED: ErrorCode.AUTH,
+    _S.UNAUTHENTICATED: ErrorCode.AUTH,
+    _S.ABORTED: ErrorCode.AGENT_FAILED,
 }
 
 
@@ -88,7 +84,7 @@ def status_for(error: RoostError) -> grpc.StatusCode:
 
 def error_metadata(error: RoostError) -> tuple[tuple[str, str | bytes], ...]:
     """The trailing metadata that lets a client rebuild ``error`` exactly."""
-    metadata: list[tuple[str, str | bytes]] = [(ERROR_CODE_KEY, error.code)]
+    metadata: list[tuple[str, str | bytes]] = [(ERROR_CODE_KEY, str(error.code))]
     if error.details:
         try:
             metadata.append((ERROR_DETAILS_KEY, msgspec.json.encode(error.details)))
@@ -131,12 +127,12 @@ def error_from_rpc(
     if status == grpc.StatusCode.UNIMPLEMENTED:
         return InvalidRequestError(
             f"{target} does not implement {method} (is it an older roost?): {details}",
-            code=UNKNOWN_OP,
+            code=ErrorCode.UNKNOWN_OP,
             **where,
         )
     if status == grpc.StatusCode.NOT_FOUND:
         return NotFoundError(f"{target}: {details} ({method})", **where)
-    mapped = _CODE_BY_STATUS.get(status, INTERNAL) if status is not None else INTERNAL
+    mapped = _CODE_BY_STATUS.get(status, ErrorCode.INTERNAL) if status else ErrorCode.INTERNAL
     return RoostError.from_info(
         ErrorInfo(
             code=mapped,

@@ -20,6 +20,7 @@ from roost.protocol import (
     ChatResult,
     EmbedRequest,
     EmbedResult,
+    ErrorCode,
     InvokeMessage,
     KvDelete,
     KvGet,
@@ -279,7 +280,7 @@ class AgentContext:
         if result.is_error:
             from roost.protocol import RoostError
 
-            raise RoostError(f"tool {name!r} failed: {result.output}", code="tool_failed")
+            raise RoostError(f"tool {name!r} failed: {result.output}", code=ErrorCode.TOOL_FAILED)
         return result.output
 
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> ToolResult:

@@ -52,7 +52,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import sys
 import weakref
 from collections import deque
@@ -63,6 +62,7 @@ from typing import Any
 
 import httpx
 
+from roost._proc import free_port, guarded_argv, signal_group
 from roost.agents import AgentManifest
 from roost.agents._deps import agent_path, agent_venv
 from roost.protocol import AgentError, ServiceTimeoutError, dumps
@@ -233,7 +233,7 @@ class ProcessRuntime:
 
     async def _start(self, agent: AgentRecord, manifest: AgentManifest) -> _AgentProcess:
         command = resolve_command(manifest.command, agent.path)
-        port = _free_port()
+        port = free_port()
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **manifest.env}
         env.update(
             PORT=str(port),
@@ -255,7 +255,10 @@ class ProcessRuntime:
         command = [program, *command[1:]]
         try:
             proc = await asyncio.create_subprocess_exec(
-                *_guarded(command),
+                # on Linux the kernel SIGTERMs the agent should this process die, even by
+                # SIGKILL; elsewhere, and for the agent's own children, the graceful stop and
+                # the exit hook below are what clean up
+                *guarded_argv(command),
                 cwd=agent.path,
                 env=env,
                 stdin=asyncio.subprocess.DEVNULL,
@@ -392,7 +395,7 @@ class ProcessRuntime:
     async def _stop(self, process: _AgentProcess) -> None:
         """Stop ``process`` and its process group (TERM, then KILL after the grace period)."""
         if process.alive:
-            _signal_group(process.pid, signal.SIGTERM)
+            signal_group(process.pid, signal.SIGTERM)
             try:
                 await asyncio.wait_for(asyncio.shield(process.proc.wait()), self.stop_grace_s)
             except TimeoutError:
@@ -402,7 +405,7 @@ class ProcessRuntime:
                     process.pid,
                     self.stop_grace_s,
                 )
-        _signal_group(process.pid, signal.SIGKILL)  # the process and anything it left behind
+        signal_group(process.pid, signal.SIGKILL)  # the process and anything it left behind
         await process.proc.wait()
         await _drain(process)
         self._all.discard(process)
@@ -496,30 +499,6 @@ async def _drain(process: _AgentProcess) -> None:
             task.cancel()
 
 
-# On Linux a process agent starts through this guard: it asks the kernel to SIGTERM the
-# agent when the roost process that started it dies (PR_SET_PDEATHSIG survives exec), so
-# even a SIGKILLed worker leaves no agent server behind. Elsewhere, and for the agent's own
-# children, the graceful stop and the exit hook below are what clean up.
-_ORPHAN_GUARD = """\
-import ctypes, os, signal, sys
-parent = int(sys.argv[1])
-try:
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-except (OSError, AttributeError):
-    pass
-if os.getppid() != parent:  # roost died before the guard was set
-    sys.exit(1)
-os.execv(sys.argv[2], sys.argv[2:])
-"""
-
-
-def _guarded(command: list[str]) -> list[str]:
-    if not sys.platform.startswith("linux"):
-        return command
-    # -I -S: the guard's own interpreter starts fast and ignores the agent's PYTHON* env
-    return [sys.executable, "-I", "-S", "-c", _ORPHAN_GUARD, str(os.getpid()), *command]
-
-
 def _find_program(program: str, path: str | None, failing: str) -> str:
     """The program's path, or the error its exec would give: behind the guard the exec
     happens in the child, where a failure would only show as an early exit. (Programs in
@@ -532,25 +511,13 @@ def _find_program(program: str, path: str | None, failing: str) -> str:
     return found
 
 
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @atexit.register
 def _kill_leftovers() -> None:
     """Last resort at interpreter exit: no agent process outlives roost."""
     for runtime in list(_LIVE_RUNTIMES):
         for process in list(runtime._all):
             if process.alive:
-                _signal_group(process.pid, signal.SIGKILL)
+                signal_group(process.pid, signal.SIGKILL)
 
 
 __all__ = ["ProcessRuntime", "resolve_command"]

@@ -49,13 +49,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from roost.protocol import (
     ChatMessage,
     ChatResult,
+    ErrorCode,
     InvalidRequestError,
     RoostError,
     ToolCall,
     ToolSpec,
     VectorItem,
 )
-from roost.protocol import _errors as codes
 from roost.runtime._context import KV, AgentContext
 
 log = logging.getLogger("roost.provider")
@@ -63,24 +63,36 @@ log = logging.getLogger("roost.provider")
 T = TypeVar("T")
 
 _STATUS_BY_CODE: dict[str, int] = {
-    codes.INVALID_MESSAGE: 400,
-    codes.INVALID_REQUEST: 400,
-    codes.UNKNOWN_OP: 400,
-    codes.AUTH: 401,
-    codes.NOT_FOUND: 404,
-    codes.RATE_LIMITED: 429,
-    codes.UPSTREAM: 502,
-    codes.NO_RESPONDERS: 503,
-    codes.UNAVAILABLE: 503,
-    codes.TIMEOUT: 504,
+    ErrorCode.INVALID_MESSAGE: 400,
+    ErrorCode.INVALID_REQUEST: 400,
+    ErrorCode.INVALID_CONFIG: 400,
+    ErrorCode.INVALID_MANIFEST: 400,
+    ErrorCode.UNKNOWN_OP: 400,
+    ErrorCode.AUTH: 401,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.CANCELLED: 409,
+    ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.INTERNAL: 500,
+    ErrorCode.UNEXPECTED: 500,
+    ErrorCode.UPSTREAM: 502,
+    ErrorCode.AGENT_FAILED: 502,
+    ErrorCode.TOOL_FAILED: 502,
+    ErrorCode.NO_RESPONDERS: 503,
+    ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.ENGINE_MISSING: 503,
+    ErrorCode.ENGINE_START_FAILED: 503,
+    ErrorCode.ENGINE_CRASH_LOOP: 503,
+    ErrorCode.TIMEOUT: 504,
 }
+"""The HTTP status of every roost error code (a test checks that none is missing)."""
+
 _FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
 
 
 class AuthError(RoostError):
     """A provider request without a valid per-invocation bearer token."""
 
-    code = codes.AUTH
+    code = ErrorCode.AUTH
 
 
 def status_for(error: RoostError) -> int:
@@ -459,7 +471,7 @@ class ProviderEndpoint:
         key = request.path_params["key"]
         value = await kv.get(key)
         if value is None:
-            return _error(404, f"no value stored under key {key!r}", codes.NOT_FOUND)
+            return _error(404, f"no value stored under key {key!r}", ErrorCode.NOT_FOUND)
         return Response(value, media_type="application/octet-stream")
 
     async def _kv_put(self, request: Request) -> Response:
@@ -554,7 +566,7 @@ async def _roost_error_handler(request: Request, exc: Exception) -> Response:
 
 async def _http_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
-    code = codes.NOT_FOUND if exc.status_code == 404 else codes.INVALID_REQUEST
+    code = ErrorCode.NOT_FOUND if exc.status_code == 404 else ErrorCode.INVALID_REQUEST
     if exc.status_code == 404:
         message = f"no route {request.method} {request.url.path}"
     else:
@@ -566,7 +578,7 @@ async def _http_error_handler(request: Request, exc: Exception) -> Response:
 
 async def _internal_error_handler(request: Request, exc: Exception) -> Response:
     # (uvicorn logs the traceback: Starlette re-raises after this response is sent)
-    return _error(500, f"internal error: {type(exc).__name__}: {exc}", codes.INTERNAL)
+    return _error(500, f"internal error: {type(exc).__name__}: {exc}", ErrorCode.INTERNAL)
 
 
 def _decode(data: bytes, type: type[T]) -> T:

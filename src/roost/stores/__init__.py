@@ -37,6 +37,7 @@ from roost.stores._pgvector import PgVectorStore
 from roost.stores._records import (
     NODE_KINDS,
     AgentRecord,
+    AvailableModel,
     Branch,
     Capability,
     CollectionInfo,
@@ -157,6 +158,7 @@ __all__ = [
     "MAIN_BRANCH",
     "NODE_KINDS",
     "AgentRecord",
+    "AvailableModel",
     "Branch",
     "Capability",
     "CollectionInfo",

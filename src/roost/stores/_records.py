@@ -29,6 +29,16 @@ class ModelRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class AvailableModel:
+    """A model an engine can serve (``roost model available``): ``where`` is ``embedded``
+    or the engine's base URL."""
+
+    engine: str
+    model: str
+    where: str
+
+
+@dataclass(frozen=True, slots=True)
 class AgentRecord:
     """A deployed agent: its validated manifest (as a dict) and where its files live."""
 

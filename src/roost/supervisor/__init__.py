@@ -6,6 +6,7 @@ supervisor side is :class:`Supervisor` (with :class:`WorkerSpec` and
 :class:`SupervisorConfig`); the worker side is :class:`WorkerLink`.
 """
 
+from roost._proc import set_parent_death_signal, write_json_atomic
 from roost.supervisor._link import (
     HEALTH_FD_ENV,
     HEARTBEAT_ENV,
@@ -13,7 +14,6 @@ from roost.supervisor._link import (
     STOP_TIMEOUT_ENV,
     SUPERVISOR_PID_ENV,
     WorkerLink,
-    set_parent_death_signal,
 )
 from roost.supervisor._spec import (
     AlreadyRunningError,
@@ -28,7 +28,6 @@ from roost.supervisor._status import (
     SupervisorStatus,
     lock_holder,
     read_status,
-    write_json_atomic,
 )
 from roost.supervisor._supervisor import (
     ExitInfo,

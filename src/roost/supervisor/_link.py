@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -30,6 +29,8 @@ import time
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
+from roost._proc import set_parent_death_signal
+
 __all__ = [
     "HEALTH_FD_ENV",
     "HEARTBEAT_ENV",
@@ -37,7 +38,6 @@ __all__ = [
     "STOP_TIMEOUT_ENV",
     "SUPERVISOR_PID_ENV",
     "WorkerLink",
-    "set_parent_death_signal",
 ]
 
 log = logging.getLogger("roost.supervisor.link")
@@ -52,24 +52,7 @@ LINK_ENV = (HEALTH_FD_ENV, SUPERVISOR_PID_ENV, HEARTBEAT_ENV, STOP_TIMEOUT_ENV)
 
 # Writes up to PIPE_BUF bytes are atomic on a pipe: a line is never torn or interleaved.
 _PIPE_BUF = getattr(select, "PIPE_BUF", 512)
-_PR_SET_PDEATHSIG = 1
 _PARENT_POLL_S = 0.5
-
-
-def set_parent_death_signal(sig: int = signal.SIGTERM) -> bool:
-    """Ask Linux to send ``sig`` to this process when the thread that started it exits.
-
-    Returns whether it is in force (False off Linux or if ``prctl`` is unavailable). The
-    parent may already be gone when this runs: compare ``os.getppid()`` afterwards.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        result = libc.prctl(_PR_SET_PDEATHSIG, ctypes.c_ulong(int(sig)), 0, 0, 0)
-    except (OSError, AttributeError):
-        return False
-    return bool(result == 0)
 
 
 def _terminate_self() -> None:

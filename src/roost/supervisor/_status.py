@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from roost._proc import pid_alive
 from roost.supervisor._spec import AlreadyRunningError
 
 __all__ = [
@@ -20,7 +21,6 @@ __all__ = [
     "SupervisorStatus",
     "lock_holder",
     "read_status",
-    "write_json_atomic",
 ]
 
 STATUS_VERSION = 1
@@ -96,14 +96,6 @@ def lock_holder(path: Path) -> int | None:
         os.close(fd)
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON so that readers see the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
-
-
 @dataclass(frozen=True)
 class SupervisorStatus:
     """What :func:`read_status` found: the snapshot, and whether its supervisor still runs."""
@@ -112,21 +104,6 @@ class SupervisorStatus:
     snapshot: dict[str, Any] | None
     reason: str
     """Why it is not running (empty when it is)."""
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, someone else's
-        return True
-    # a zombie (dead, not yet reaped) still answers kill(0)
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return True
-    return fields[0] != "Z"
 
 
 def read_status(status_path: Path, lock_path: Path) -> SupervisorStatus:
@@ -144,7 +121,7 @@ def read_status(status_path: Path, lock_path: Path) -> SupervisorStatus:
     if not isinstance(pid, int) or pid <= 0:
         return SupervisorStatus(False, snapshot, f"{status_path} names no supervisor pid")
     holder = lock_holder(lock_path)
-    if not _pid_alive(pid) or holder is None:
+    if not pid_alive(pid) or holder is None:
         gone = f"pid {pid}, which wrote {status_path}, is gone (it did not stop cleanly)"
         return SupervisorStatus(False, snapshot, gone)
     if holder not in (0, pid):

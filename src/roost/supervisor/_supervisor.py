@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from roost._proc import signal_group, write_json_atomic
 from roost.supervisor._link import (
     HEALTH_FD_ENV,
     HEARTBEAT_ENV,
@@ -38,7 +39,6 @@ from roost.supervisor._spec import StartupError, SupervisorConfig, WorkerSpec
 from roost.supervisor._status import (
     STATUS_VERSION,
     SupervisorLock,
-    write_json_atomic,
 )
 
 __all__ = ["ExitInfo", "Supervisor", "WorkerState", "describe_returncode", "log_tail"]
@@ -108,15 +108,6 @@ async def _wait_for(event: asyncio.Event, timeout: float) -> bool:
     try:
         await asyncio.wait_for(event.wait(), timeout)
     except TimeoutError:
-        return False
-    return True
-
-
-def _signal_group(pgid: int, sig: int) -> bool:
-    """Send ``sig`` to process group ``pgid``; whether any process was there."""
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
         return False
     return True
 
@@ -300,15 +291,15 @@ class _Worker:
             reason = await self._watch(proc, exited)
         finally:
             if not exited.done():  # cancelled mid-watch: never leave the process behind
-                _signal_group(proc.pid, signal.SIGKILL)
+                signal_group(proc.pid, signal.SIGKILL)
                 await asyncio.shield(exited)
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
         uptime = time.monotonic() - started
-        if _signal_group(proc.pid, 0):
+        if signal_group(proc.pid, 0):
             log.warning("%s left processes in its group: killing them", self.name)
-            _signal_group(proc.pid, signal.SIGKILL)
+            signal_group(proc.pid, signal.SIGKILL)
         self.last_exit = ExitInfo.from_returncode(exited.result(), reason)
         self.pid = None
         became_ready = self._ready.is_set()
@@ -418,7 +409,7 @@ class _Worker:
             await self._kill(proc, exited)
 
     async def _kill(self, proc: asyncio.subprocess.Process, exited: asyncio.Task[int]) -> None:
-        _signal_group(proc.pid, signal.SIGKILL)
+        signal_group(proc.pid, signal.SIGKILL)
         await exited
 
     # --- the health pipe --------------------------------------------------------------------

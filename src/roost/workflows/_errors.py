@@ -1,10 +1,17 @@
 """Roost errors across the activity boundary, and the retry policy that follows from them.
 
 An activity raises :class:`~temporalio.exceptions.ApplicationError` whose ``type`` is the
-roost error code and whose ``non_retryable`` flag comes from the code: transient faults
+roost error code and whose ``non_retryable`` flag comes from the code
+(:attr:`ErrorCode.retryable <roost.protocol.ErrorCode>`, the one table): transient faults
 (timeouts, no responders, unavailable, rate limits, upstream 5xx) are retried with backoff,
-terminal ones (invalid request, not found, auth, agent failures) fail the call at once. The
-workflow turns the failure back into the same :class:`~roost.protocol.RoostError`.
+terminal ones (invalid request, not found, auth, agent failures, ...) fail the call at once,
+and the retry policy lists every non-retryable code as a non-retryable error type. A code
+unknown to this roost is not retried.
+
+A plain exception (not a :class:`~roost.protocol.RoostError`: a database hiccup, a bug) is
+retried: it fails the attempt as ``unexpected``, a retryable code, and the attempts are
+bounded. Once they are spent the workflow sees it as ``internal``. The workflow turns every
+failure back into the same :class:`~roost.protocol.RoostError`.
 """
 
 from __future__ import annotations
@@ -15,19 +22,11 @@ from datetime import timedelta
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
 
-from roost.protocol import ErrorInfo, RoostError, ServiceTimeoutError
-from roost.protocol._errors import (
-    AGENT_FAILED,
-    AUTH,
-    INTERNAL,
-    INVALID_MESSAGE,
-    INVALID_REQUEST,
-    NOT_FOUND,
-    RETRYABLE_CODES,
-    UNKNOWN_OP,
-)
+from roost.protocol import ErrorCode, ErrorInfo, RoostError, ServiceTimeoutError
+from roost.protocol._errors import NON_RETRYABLE_CODES
 
-TERMINAL_CODES = (INVALID_MESSAGE, INVALID_REQUEST, NOT_FOUND, UNKNOWN_OP, AUTH, AGENT_FAILED)
+TERMINAL_CODES: tuple[ErrorCode, ...] = NON_RETRYABLE_CODES
+"""The codes never retried: every :class:`~roost.protocol.ErrorCode` that is not retryable."""
 
 
 def retry_policy(max_attempts: int) -> RetryPolicy:
@@ -37,7 +36,7 @@ def retry_policy(max_attempts: int) -> RetryPolicy:
         backoff_coefficient=2.0,
         maximum_interval=timedelta(seconds=10),
         maximum_attempts=max_attempts,
-        non_retryable_error_types=list(TERMINAL_CODES),
+        non_retryable_error_types=[str(code) for code in TERMINAL_CODES],
     )
 
 
@@ -47,11 +46,11 @@ def to_application_error(exc: BaseException) -> ApplicationError:
         return ApplicationError(
             exc.message,
             exc.details,
-            type=exc.code,
-            non_retryable=exc.code not in RETRYABLE_CODES,
+            type=str(exc.code),
+            non_retryable=not exc.retryable,
         )
     # Unexpected failures (a database hiccup, a bug) are retried: the attempts are bounded.
-    return ApplicationError(f"{type(exc).__name__}: {exc}", type=INTERNAL)
+    return ApplicationError(f"{type(exc).__name__}: {exc}", type=str(ErrorCode.UNEXPECTED))
 
 
 def from_activity_error(err: ActivityError | ApplicationError, what: str) -> RoostError:
@@ -65,7 +64,10 @@ def from_activity_error(err: ActivityError | ApplicationError, what: str) -> Roo
         raise asyncio.CancelledError()
     if isinstance(cause, ApplicationError):
         details = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
-        info = ErrorInfo(code=cause.type or INTERNAL, message=cause.message, details=details)
+        code = cause.type or ErrorCode.INTERNAL
+        if code == ErrorCode.UNEXPECTED:  # its retries are spent: now it is a plain failure
+            code = ErrorCode.INTERNAL
+        info = ErrorInfo(code=code, message=cause.message, details=details)
         return RoostError.from_info(info)
     if isinstance(cause, TimeoutError):
         kind = cause.type.name.lower() if cause.type is not None else "timeout"

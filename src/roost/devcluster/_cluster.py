@@ -34,7 +34,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -45,8 +44,18 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Protocol, Self
 
+from roost._proc import (
+    free_port,
+    guarded_argv,
+    pid_alive,
+    port_free,
+    start_ticks,
+    still_running,
+    terminate,
+    write_atomic,
+)
 from roost.config import GRPC_PORTS, WORKER_ROLES
-from roost.devservers._process import DevServer, DevServerError, free_port
+from roost.devservers._process import DevServer, DevServerError
 from roost.devservers.nats import NatsServer
 from roost.devservers.postgres import PostgresServer
 from roost.devservers.temporal import TemporalServer
@@ -77,16 +86,6 @@ _LABELS = {"nats": "NATS", "postgres": "Postgres", "temporal": "Temporal", "roos
 # Postgres' fast shutdown is SIGINT (SIGTERM waits for every client to leave).
 _STOP_SIGNALS = {"postgres": signal.SIGINT}
 _POLL_S = 0.25
-
-# Runs roostd so that it gets SIGTERM (and stops its workers cleanly) should the process that
-# started it die without stopping it: set the parent-death signal, check the parent did not die
-# before that, then exec roostd in the same process. argv: parent pid, then roostd's argv.
-_WITH_PARENT_DEATH_SIGNAL = (
-    "import os, sys; from roost.supervisor import set_parent_death_signal; "
-    "set_parent_death_signal(); "
-    "os.getppid() == int(sys.argv[1]) or sys.exit(70); "
-    "os.execv(sys.argv[2], sys.argv[2:])"
-)
 
 
 class DevClusterError(RuntimeError):
@@ -186,69 +185,23 @@ class DevPaths:
 # --- processes ------------------------------------------------------------------------------
 
 
-def _start_ticks(pid: int) -> int | None:
-    """When process ``pid`` started (clock ticks since boot), to tell it from a later process
-    that reuses its pid; ``None`` where there is no procfs or the process is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        return int(fields[19])  # field 22 of stat(5); fields[0] here is field 3
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie, exited but not reaped, does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[:1] != ["Z"]
-
-
 def _process_ref(pid: int | None) -> dict[str, Any] | None:
-    return None if pid is None else {"pid": pid, "start": _start_ticks(pid)}
+    return None if pid is None else {"pid": pid, "start": start_ticks(pid)}
 
 
 def _still_ours(ref: Mapping[str, Any]) -> bool:
     """Whether the process ``ref`` recorded still runs (the same one, not a reused pid)."""
-    pid = ref.get("pid")
-    if not isinstance(pid, int) or pid <= 0 or not _alive(pid):
+    pid, start = ref.get("pid"), ref.get("start")
+    if not isinstance(pid, int) or not (start is None or isinstance(start, int)):
         return False
-    start = ref.get("start")
-    return start is None or _start_ticks(pid) in (None, start)
+    return still_running(pid, start)
 
 
 def _terminate(pid: int, sig: int, grace: float) -> None:
     """Send ``sig``, then SIGKILL after ``grace`` seconds; return once ``pid`` is gone (or
     raise :class:`DevClusterError` if even SIGKILL does not end it within 10 s)."""
-    for current, wait in ((sig, grace), (signal.SIGKILL, 10.0)):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, current)
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)  # reaps it if it is our child
-            if not _alive(pid):
-                return
-            time.sleep(0.05)
-    raise DevClusterError(f"process {pid} did not exit after SIGKILL")
-
-
-def _port_free(port: int) -> bool:
-    """Whether a server could listen on ``port`` now (SO_REUSEADDR, as servers set it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((_HOST, port))
-        except OSError:
-            return False
-        return True
+    if not terminate(pid, sig, grace=grace, kill_wait=10.0):
+        raise DevClusterError(f"process {pid} did not exit after SIGKILL")
 
 
 def _port_of(address: object) -> int | None:
@@ -262,13 +215,6 @@ def _port_of(address: object) -> int | None:
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _read_state(path: Path) -> dict[str, Any] | None:
@@ -550,7 +496,7 @@ class DevCluster:
         if not isinstance(addresses, dict):
             return None
         port = _port_of(addresses.get(key))
-        return port if port is not None and _port_free(port) else None
+        return port if port is not None and port_free(_HOST, port) else None
 
     def _begin(self, step: str) -> None:
         self._step = step
@@ -662,14 +608,15 @@ class DevCluster:
         self.client_addresses = {role: f"{_HOST}:{port}" for role, port in ports.items()}
         node = self.paths.node_home
         node.mkdir(parents=True, exist_ok=True)
-        _write_atomic(self.paths.node_config, self._node_config())
+        write_atomic(self.paths.node_config, self._node_config())
         # roostd reads its whole configuration from its own home: ROOST_* variables of this
         # shell (a bus URL, another home's config file) must not leak into it
         env = {k: v for k, v in os.environ.items() if not k.startswith("ROOST_")}
         env["ROOST_HOME"] = str(node)
         argv = [sys.executable, "-m", "roost.daemon", "start"]
-        if sys.platform.startswith("linux"):
-            argv = [sys.executable, "-c", _WITH_PARENT_DEATH_SIGNAL, str(os.getpid()), *argv]
+        # roostd gets SIGTERM (and stops its workers cleanly) should this process die
+        # without stopping it; exit code 70 if this process died before the guard was set
+        argv = guarded_argv(argv, orphaned_exit=70)
         self.paths.logs.mkdir(parents=True, exist_ok=True)
         with self.paths.roostd_log.open("ab") as log:
             log.write(f"--- roost dev up: roostd for {node} at {time.ctime()}\n".encode())
@@ -769,7 +716,7 @@ class DevCluster:
         ]
         text = "\n".join(lines) + "\n"
         tomllib.loads(text)  # what the CLI will parse: fail here, not there
-        _write_atomic(path, text)
+        write_atomic(path, text)
         self._client_text = text
         self.client_written = True
         self._record()
@@ -879,7 +826,7 @@ class DevCluster:
             "logs": str(self.paths.logs),
             "worker_logs": str(self.paths.node_home / "logs"),
         }
-        _write_atomic(self.paths.state, json.dumps(state, indent=2) + "\n")
+        write_atomic(self.paths.state, json.dumps(state, indent=2) + "\n")
 
 
 def _stop_processes(processes: Mapping[str, Any], names: list[str], grace: float) -> str:
@@ -959,7 +906,7 @@ def stop_dev_cluster(home: Path, *, timeout: float = 90.0) -> str:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while dev_cluster_status(paths.home).running and _alive(pid):
+        while dev_cluster_status(paths.home).running and pid_alive(pid):
             if time.monotonic() >= deadline:
                 raise DevClusterError(
                     f"the `roost dev up` process (pid {pid}) did not stop within {timeout:g}s"
@@ -985,7 +932,7 @@ def stop_dev_cluster(home: Path, *, timeout: float = 90.0) -> str:
         removed = _remove_stale_client(paths, state)
         state = {**state, "state": "stopped", "processes": {}, "worker_pids": []}
         state.update(client_config=None, updated_at=time.time())
-        _write_atomic(paths.state, json.dumps(state, indent=2) + "\n")
+        write_atomic(paths.state, json.dumps(state, indent=2) + "\n")
     finally:
         lock.release()
     done = [f"stopped what a killed `roost dev up` left running: {stopped}"] if stopped else []
