@@ -40,7 +40,7 @@ if TYPE_CHECKING:
         VectorHit,
         VectorItem,
     )
-    from roost.runtime._context import KV, AgentContext, Vectors
+    from roost.runtime import KV, AgentContext, Vectors
 
 #: Where each public name lives: the SDK context, its payload types and its errors.
 _MODULES: dict[str, str] = {

@@ -58,7 +58,7 @@ from roost.protocol import (
     from_body,
     to_body,
 )
-from roost.runtime._context import AgentContext
+from roost.runtime import AgentContext
 
 Reply = str | ChatMessage | list[ToolCall] | Callable[[ChatRequest], "str | ChatMessage"]
 """One scripted model reply: text, a whole message, tool calls, or a function of the request."""

@@ -380,7 +380,7 @@ async def check_temporal_address(settings: Settings) -> CheckResult:
 
 
 async def check_harness(client: ClientSettings) -> CheckResult:
-    from roost.rpc._client import wait_healthy
+    from roost.rpc import wait_healthy
 
     try:
         await wait_healthy(client.harness, timeout_s=REACH_TIMEOUT_S)

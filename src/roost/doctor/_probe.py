@@ -19,7 +19,7 @@ from roost.stores._records import ModelRecord
 
 
 async def _chat(target: str) -> str:
-    from roost.engines._llama import LlamaCppEngine
+    from roost.engines import LlamaCppEngine
 
     engine = LlamaCppEngine(seed=0, temperature=0.0)
     model = ModelRecord(name="probe", kind="chat", engine="llama-cpp", target=target)
@@ -56,7 +56,7 @@ def _cpu_features() -> str:
 
 
 async def _embed(target: str) -> str:
-    from roost.engines._st import SentenceTransformerEngine
+    from roost.engines import SentenceTransformerEngine
 
     engine = SentenceTransformerEngine()
     model = ModelRecord(

@@ -15,8 +15,7 @@ from typing import BinaryIO, Literal
 
 import msgspec
 
-from roost.protocol import ChatRequest, ChatResult, EmbedResult
-from roost.protocol._messages import ErrorInfo
+from roost.protocol import ChatRequest, ChatResult, EmbedResult, ErrorInfo
 from roost.stores._records import ModelRecord
 
 Op = Literal["chat", "embed", "load", "list_models"]

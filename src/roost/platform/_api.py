@@ -13,8 +13,8 @@ from typing import Any, Protocol
 
 from roost.agents._deps import OutputCallback
 from roost.protocol import CompleteMessage
+from roost.runtime import EventCallback, RunResult
 from roost.runtime._executor import RunInfo
-from roost.runtime._harness import EventCallback, RunResult
 from roost.stores import (
     AgentRecord,
     AvailableModel,

@@ -30,7 +30,7 @@ from roost.protocol import (
     decode,
     encode,
 )
-from roost.rpc import RpcClient, RpcService
+from roost.rpc import RpcClient, RpcService, abort_with
 from roost.rpc._convert import (
     agent_from_pb,
     agent_to_pb,
@@ -40,13 +40,11 @@ from roost.rpc._convert import (
     session_from_pb,
     session_to_pb,
 )
-from roost.rpc._errors import abort_with
 from roost.rpc._gen import harness_pb2 as pb
 from roost.rpc._gen import harness_pb2_grpc
 from roost.rpc._service import Context, ServicerBase, rpc_method
-from roost.runtime import RunResult
+from roost.runtime import EventCallback, RunResult
 from roost.runtime._executor import RunInfo
-from roost.runtime._harness import EventCallback
 from roost.stores import AgentRecord, Branch
 
 if TYPE_CHECKING:

@@ -60,13 +60,13 @@ from roost.runtime import (
     Executor,
     Harness,
     InProcessExecutor,
+    ProcessRuntime,
+    ProviderEndpoint,
     PythonRuntime,
     RunResult,
     StateRecorder,
 )
 from roost.runtime._harness import EventCallback, branch_history
-from roost.runtime._process import ProcessRuntime
-from roost.runtime._provider import ProviderEndpoint
 from roost.services import ServiceWorker, call_service
 from roost.services.agents import AgentCallService
 from roost.services.embedding import EmbeddingService

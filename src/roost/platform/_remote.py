@@ -20,8 +20,7 @@ from roost.platform._harness_rpc import RemoteHarness
 from roost.platform._local import model_record
 from roost.protocol import NotFoundError
 from roost.rpc import CatalogClient, RemoteRegistryStore, RemoteSecretStore, RemoteStateStore
-from roost.runtime import RunResult
-from roost.runtime._harness import EventCallback
+from roost.runtime import EventCallback, RunResult
 from roost.stores import AgentRecord, AvailableModel, Branch, ModelRecord, Node, Session, Stores
 
 

@@ -27,12 +27,15 @@ from roost.protocol import (
     InvokeMessage,
     RequestMessage,
 )
-from roost.runtime._context import AgentContext
+from roost.runtime import (
+    AgentContext,
+    AgentResolver,
+    AgentRuntime,
+    EventLog,
+    HistoryLoader,
+    Recorder,
+)
 from roost.runtime._dispatch import BusDispatcher, EngineRouter, dispatch_request
-from roost.runtime._events import EventLog
-from roost.runtime._executor import AgentResolver, HistoryLoader
-from roost.runtime._recorder import Recorder
-from roost.runtime._runtimes import AgentRuntime
 from roost.stores._records import AgentRecord
 from roost.workflows._errors import to_application_error
 

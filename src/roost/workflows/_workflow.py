@@ -26,6 +26,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 from roost.agents import AgentManifest, parse_manifest
 from roost.protocol import (
+    ErrorInfo,
     EventMessage,
     EventType,
     InvalidRequestError,
@@ -37,10 +38,8 @@ from roost.protocol import (
     Usage,
 )
 from roost.protocol._errors import CANCELLED
-from roost.protocol._messages import ErrorInfo
-from roost.runtime._context import AgentContext
+from roost.runtime import AgentContext, AgentRuntime, ChatRuntime, PythonRuntime
 from roost.runtime._executor import completion, run_agent
-from roost.runtime._runtimes import AgentRuntime, ChatRuntime, PythonRuntime
 from roost.stores._records import AgentRecord
 from roost.workflows._activities import (
     BEGIN_RUN,
