@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 from roost.config import ClientSettings, ConfigError, Settings, load_client_settings, load_settings
-from roost.stores._records import ModelRecord
+from roost.stores import ModelRecord
 
 Status = Literal["ok", "FAIL", "skip"]
 

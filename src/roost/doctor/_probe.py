@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from roost.protocol import ChatMessage, ChatRequest, RoostError
-from roost.stores._records import ModelRecord
+from roost.stores import ModelRecord
 
 
 async def _chat(target: str) -> str:

@@ -19,7 +19,7 @@ from roost.protocol import (
     ServiceUnavailableError,
     UpstreamError,
 )
-from roost.stores._records import EngineName, ModelRecord
+from roost.stores import EngineName, ModelRecord
 
 TokenCallback = Callable[[str], Awaitable[None]]
 """Called with each piece of text a model produces, in order, while it produces it."""

@@ -46,7 +46,7 @@ from roost.engines._frames import (
     write_all,
 )
 from roost.protocol import RoostError
-from roost.stores._records import ModelRecord
+from roost.stores import ModelRecord
 
 log = logging.getLogger("roost.engines.host")
 

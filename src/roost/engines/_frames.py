@@ -16,7 +16,7 @@ from typing import BinaryIO, Literal
 import msgspec
 
 from roost.protocol import ChatRequest, ChatResult, EmbedResult, ErrorInfo
-from roost.stores._records import ModelRecord
+from roost.stores import ModelRecord
 
 Op = Literal["chat", "embed", "load", "list_models"]
 

@@ -49,7 +49,7 @@ from roost.protocol import (
     ServiceUnavailableError,
     UpstreamError,
 )
-from roost.stores._records import ModelRecord
+from roost.stores import ModelRecord
 
 ENGINE_START_FAILED = ErrorCode.ENGINE_START_FAILED
 """Error code: an engine host process exited before it was ready (not retryable)."""

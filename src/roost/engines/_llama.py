@@ -36,7 +36,7 @@ from roost.protocol import (
     UpstreamError,
     Usage,
 )
-from roost.stores._records import ModelRecord
+from roost.stores import ModelRecord
 
 log = logging.getLogger("roost.engines.llama")
 

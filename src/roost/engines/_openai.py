@@ -24,7 +24,7 @@ from roost.protocol import (
     UpstreamError,
     Usage,
 )
-from roost.stores._records import ModelRecord
+from roost.stores import ModelRecord
 
 if TYPE_CHECKING:
     from openai.types.chat import ChatCompletion

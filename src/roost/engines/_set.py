@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from roost.engines._base import ENGINE_NAMES, ChatEngine, EmbeddingEngine
 from roost.protocol import InvalidRequestError
-from roost.stores._records import ModelRecord
+from roost.stores import ModelRecord
 
 if TYPE_CHECKING:
     from roost.config import Settings

@@ -18,7 +18,7 @@ from typing import Any
 from roost.engines._base import missing_package
 from roost.engines._defaults import default_models, resolve_model_dir
 from roost.protocol import EmbedResult, InvalidRequestError, NotFoundError, UpstreamError, Usage
-from roost.stores._records import ModelRecord
+from roost.stores import ModelRecord
 
 log = logging.getLogger("roost.engines.sentence_transformers")
 

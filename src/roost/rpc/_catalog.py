@@ -16,7 +16,7 @@ from roost.rpc._convert import opt
 from roost.rpc._gen import catalog_pb2 as pb
 from roost.rpc._gen import catalog_pb2_grpc
 from roost.rpc._service import Context, ServicerBase, rpc_method
-from roost.stores._records import AvailableModel
+from roost.stores import AvailableModel
 
 _SERVICE = pb.DESCRIPTOR.services_by_name["Catalog"].full_name
 

@@ -32,7 +32,7 @@ from roost.runtime._dispatch import BusDispatcher, EngineRouter
 from roost.runtime._events import EventLog
 from roost.runtime._recorder import Recorder
 from roost.runtime._runtimes import AgentRuntime
-from roost.stores._records import AgentRecord, Node
+from roost.stores import AgentRecord, Node
 
 log = logging.getLogger("roost.runtime")
 

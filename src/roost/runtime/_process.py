@@ -68,7 +68,7 @@ from roost.agents._deps import agent_path, agent_venv
 from roost.protocol import AgentError, ServiceTimeoutError, dumps
 from roost.runtime._context import AgentContext
 from roost.runtime._provider import ProviderEndpoint
-from roost.stores._records import AgentRecord
+from roost.stores import AgentRecord
 
 log = logging.getLogger("roost.runtime.process")
 

@@ -15,7 +15,7 @@ from roost.protocol import (
     ToolSpec,
 )
 from roost.runtime._context import AgentContext
-from roost.stores._records import AgentRecord
+from roost.stores import AgentRecord
 
 
 class AgentRuntime(Protocol):

@@ -32,7 +32,7 @@ from roost.protocol import (
 )
 from roost.protocol._errors import AUTH
 from roost.services._base import ServiceWorker
-from roost.stores._records import ModelKind, ModelRecord
+from roost.stores import ModelKind, ModelRecord
 
 log = logging.getLogger("roost.services.inference")
 

@@ -13,144 +13,115 @@ by Alembic migrations when the stores are opened, so a fresh ``ROOST_HOME`` just
 
 All store methods are coroutines; the blocking database work runs in the database's own
 thread pool (see :class:`Database`).
+
+Names load on first use (PEP 562): the records (``ModelRecord``, ``Node``, ...) and the
+interfaces come without SQLAlchemy, which loads with the first SQL store or
+:func:`open_stores`.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING
-
-from roost.protocol import ServiceUnavailableError
-from roost.stores._db import Database, LruCache, alembic_config, canonical_json, sha256_hex
-from roost.stores._interfaces import (
-    KvStore,
-    RegistryStore,
-    SecretStore,
-    StateStore,
-    VectorStore,
-)
-from roost.stores._kv import SqlKvStore, agent_ref, commit_id, session_branch_prefix, session_ref
-from roost.stores._pgvector import PgVectorStore
-from roost.stores._records import (
-    NODE_KINDS,
-    AgentRecord,
-    AvailableModel,
-    Branch,
-    Capability,
-    CollectionInfo,
-    Commit,
-    EngineName,
-    ModelKind,
-    ModelRecord,
-    Node,
-    NodeKind,
-    Session,
-    WorkerRecord,
-)
-from roost.stores._registry import SqlRegistryStore
-from roost.stores._secrets import KEY_ENV, SecretKeyError, SecretKeyring, SqlSecretStore
-from roost.stores._state import MAIN_BRANCH, SqlStateStore, generate_session_name, node_id
-from roost.stores._vectors import SqliteVecStore
+import importlib
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from roost.config import Settings
-
-
-@dataclass(kw_only=True)
-class Stores:
-    """The stores one process uses. Close with :meth:`close` (or ``async with``).
-
-    :func:`open_stores` gives every store over one database. A worker without database
-    access (an agent or inference worker in distributed mode) gets registry, state and
-    secrets as clients of the coordination services instead, and no ``kv`` / ``vectors``:
-    its agents reach those through the bus services (see :meth:`require_kv`).
-    """
-
-    registry: RegistryStore
-    state: StateStore
-    secrets: SecretStore
-    kv: KvStore | None = None
-    vectors: VectorStore | None = None
-    db: Database | None = None
-    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    """Called on :meth:`close`, last first (remote clients' channels)."""
-
-    def require_kv(self) -> KvStore:
-        if self.kv is None:
-            raise ServiceUnavailableError(
-                "this process has no database: KV state is kept by the kv workers and the "
-                "harness (fork and promote through `roost session`, not here)"
-            )
-        return self.kv
-
-    def require_vectors(self) -> VectorStore:
-        if self.vectors is None:
-            raise ServiceUnavailableError(
-                "this process has no database: vectors are kept by the vec workers"
-            )
-        return self.vectors
-
-    async def close(self) -> None:
-        """Wait for running database work, then release every connection. Idempotent."""
-        while self.closers:
-            await self.closers.pop()()
-        if self.db is not None:
-            await self.db.close()
-
-    async def __aenter__(self) -> Stores:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-
-def vector_store_for(db: Database) -> VectorStore:
-    """The vector backend for the database's engine."""
-    if db.is_sqlite:
-        return SqliteVecStore(db)
-    if db.dialect == "postgresql":
-        return PgVectorStore(db)
-    raise NotImplementedError(
-        f"no vector backend for {db.dialect} (sqlite-vec on SQLite and pgvector on Postgres "
-        "are available)"
+    from roost.stores._db import Database, LruCache, alembic_config, canonical_json, sha256_hex
+    from roost.stores._interfaces import (
+        KvStore,
+        RegistryStore,
+        SecretStore,
+        StateStore,
+        VectorStore,
     )
+    from roost.stores._kv import (
+        SqlKvStore,
+        agent_ref,
+        commit_id,
+        session_branch_prefix,
+        session_ref,
+    )
+    from roost.stores._open import Stores, open_stores, open_stores_sync, vector_store_for
+    from roost.stores._pgvector import PgVectorStore
+    from roost.stores._records import (
+        NODE_KINDS,
+        AgentRecord,
+        AvailableModel,
+        Branch,
+        Capability,
+        CollectionInfo,
+        Commit,
+        EngineName,
+        ModelKind,
+        ModelRecord,
+        Node,
+        NodeKind,
+        Session,
+        WorkerRecord,
+    )
+    from roost.stores._registry import SqlRegistryStore
+    from roost.stores._secrets import KEY_ENV, SecretKeyError, SecretKeyring, SqlSecretStore
+    from roost.stores._state import MAIN_BRANCH, SqlStateStore, generate_session_name, node_id
+    from roost.stores._vectors import SqliteVecStore
+
+_MODULES: dict[str, str] = {
+    "KEY_ENV": "roost.stores._secrets",
+    "MAIN_BRANCH": "roost.stores._state",
+    "NODE_KINDS": "roost.stores._records",
+    "AgentRecord": "roost.stores._records",
+    "AvailableModel": "roost.stores._records",
+    "Branch": "roost.stores._records",
+    "Capability": "roost.stores._records",
+    "CollectionInfo": "roost.stores._records",
+    "Commit": "roost.stores._records",
+    "Database": "roost.stores._db",
+    "EngineName": "roost.stores._records",
+    "KvStore": "roost.stores._interfaces",
+    "LruCache": "roost.stores._db",
+    "ModelKind": "roost.stores._records",
+    "ModelRecord": "roost.stores._records",
+    "Node": "roost.stores._records",
+    "NodeKind": "roost.stores._records",
+    "PgVectorStore": "roost.stores._pgvector",
+    "RegistryStore": "roost.stores._interfaces",
+    "SecretKeyError": "roost.stores._secrets",
+    "SecretKeyring": "roost.stores._secrets",
+    "SecretStore": "roost.stores._interfaces",
+    "Session": "roost.stores._records",
+    "SqlKvStore": "roost.stores._kv",
+    "SqlRegistryStore": "roost.stores._registry",
+    "SqlSecretStore": "roost.stores._secrets",
+    "SqlStateStore": "roost.stores._state",
+    "SqliteVecStore": "roost.stores._vectors",
+    "StateStore": "roost.stores._interfaces",
+    "Stores": "roost.stores._open",
+    "VectorStore": "roost.stores._interfaces",
+    "WorkerRecord": "roost.stores._records",
+    "agent_ref": "roost.stores._kv",
+    "alembic_config": "roost.stores._db",
+    "canonical_json": "roost.stores._db",
+    "commit_id": "roost.stores._kv",
+    "generate_session_name": "roost.stores._state",
+    "node_id": "roost.stores._state",
+    "open_stores": "roost.stores._open",
+    "open_stores_sync": "roost.stores._open",
+    "session_branch_prefix": "roost.stores._kv",
+    "session_ref": "roost.stores._kv",
+    "sha256_hex": "roost.stores._db",
+    "vector_store_for": "roost.stores._open",
+}
 
 
-def open_stores_sync(target: Settings | str, home: Path | str | None = None) -> Stores:
-    """Blocking :func:`open_stores`, for code that is not async (scripts, migrations)."""
-    if isinstance(target, str):
-        url = target
-        if home is None:
-            raise ValueError("open_stores(url) needs home (where the secret key lives)")
-    else:
-        url = target.database_url
-        home = target.home if home is None else home
-    db = Database(url)
-    try:
-        db.migrate()
-        return Stores(
-            db=db,
-            registry=SqlRegistryStore(db),
-            state=SqlStateStore(db),
-            kv=SqlKvStore(db),
-            vectors=vector_store_for(db),
-            secrets=SqlSecretStore(db, SecretKeyring(home)),
-        )
-    except BaseException:
-        db.close_sync()
-        raise
+def __getattr__(name: str) -> Any:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'roost.stores' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
-async def open_stores(target: Settings | str, home: Path | str | None = None) -> Stores:
-    """Open (creating and migrating as needed) every store.
-
-    ``target`` is roost's :class:`~roost.config.Settings` (database URL and home), or a
-    SQLAlchemy database URL, in which case ``home`` (where ``secret.key`` lives) is required.
-    """
-    return await asyncio.to_thread(open_stores_sync, target, home)
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_MODULES])
 
 
 __all__ = [

@@ -36,7 +36,7 @@ from roost.runtime import (
     Recorder,
 )
 from roost.runtime._dispatch import BusDispatcher, EngineRouter, dispatch_request
-from roost.stores._records import AgentRecord
+from roost.stores import AgentRecord
 from roost.workflows._errors import to_application_error
 
 BEGIN_RUN = "roost.begin_run"

@@ -40,7 +40,7 @@ from roost.protocol import (
 from roost.protocol._errors import CANCELLED
 from roost.runtime import AgentContext, AgentRuntime, ChatRuntime, PythonRuntime
 from roost.runtime._executor import completion, run_agent
-from roost.stores._records import AgentRecord
+from roost.stores import AgentRecord
 from roost.workflows._activities import (
     BEGIN_RUN,
     EMIT,
