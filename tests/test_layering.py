@@ -14,7 +14,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "roost"
 #: Layer of each package (a top-level module counts as a package). Higher may import lower.
 LAYERS: dict[str, int] = {
     # the ground: typed messages and errors, and OS plumbing (stdlib only)
-    "protocol": 0, "_proc": 0,
+    "protocol": 0, "_proc": 0, "_lazy": 0,
     # configuration and manifests (their errors are roost errors)
     "config": 1, "agents": 1,
     # tool functions, transports and storage, the supervisor's process machinery, and the

@@ -15,8 +15,9 @@ stays light and importing the SDK loads no web framework, ORM or RPC library.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from roost._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -61,17 +62,7 @@ _MODULES: dict[str, str] = {
 }  # fmt: skip
 
 
-def __getattr__(name: str) -> Any:
-    module = _MODULES.get(name)
-    if module is None:
-        raise AttributeError(f"module 'roost' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_MODULES])
+__getattr__, __dir__ = lazy_exports(__name__, _MODULES)
 
 
 __all__ = [

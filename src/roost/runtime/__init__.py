@@ -8,8 +8,9 @@ bus, the stores, the HTTP provider) with it.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from roost._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from roost.runtime._context import KV, AgentContext, Vectors
@@ -29,45 +30,35 @@ if TYPE_CHECKING:
 
 #: Where each public name lives.
 _MODULES: dict[str, str] = {
-    "KV": "_context",
-    "AgentContext": "_context",
-    "Vectors": "_context",
-    "BusDispatcher": "_dispatch",
-    "Dispatcher": "_dispatch",
-    "EngineRouter": "_dispatch",
-    "NullRecorder": "_recorder",
-    "Recorder": "_recorder",
-    "EVENTS_STREAM": "_events",
-    "EventLog": "_events",
-    "EventProjection": "_events",
-    "AgentResolver": "_executor",
-    "Executor": "_executor",
-    "HistoryLoader": "_executor",
-    "InProcessExecutor": "_executor",
-    "EventCallback": "_harness",
-    "Harness": "_harness",
-    "RunResult": "_harness",
-    "StateRecorder": "_harness",
-    "ProcessRuntime": "_process",
-    "ProviderEndpoint": "_provider",
-    "AgentRuntime": "_runtimes",
-    "ChatRuntime": "_runtimes",
-    "PythonRuntime": "_runtimes",
-    "prompt_of": "_runtimes",
+    "KV": "._context",
+    "AgentContext": "._context",
+    "Vectors": "._context",
+    "BusDispatcher": "._dispatch",
+    "Dispatcher": "._dispatch",
+    "EngineRouter": "._dispatch",
+    "NullRecorder": "._recorder",
+    "Recorder": "._recorder",
+    "EVENTS_STREAM": "._events",
+    "EventLog": "._events",
+    "EventProjection": "._events",
+    "AgentResolver": "._executor",
+    "Executor": "._executor",
+    "HistoryLoader": "._executor",
+    "InProcessExecutor": "._executor",
+    "EventCallback": "._harness",
+    "Harness": "._harness",
+    "RunResult": "._harness",
+    "StateRecorder": "._harness",
+    "ProcessRuntime": "._process",
+    "ProviderEndpoint": "._provider",
+    "AgentRuntime": "._runtimes",
+    "ChatRuntime": "._runtimes",
+    "PythonRuntime": "._runtimes",
+    "prompt_of": "._runtimes",
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _MODULES.get(name)
-    if module is None:
-        raise AttributeError(f"module 'roost.runtime' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"roost.runtime.{module}"), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_MODULES])
+__getattr__, __dir__ = lazy_exports(__name__, _MODULES)
 
 
 __all__ = [

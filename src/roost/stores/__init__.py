@@ -21,8 +21,9 @@ interfaces come without SQLAlchemy, which loads with the first SQL store or
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from roost._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from roost.stores._db import Database, LruCache, alembic_config, canonical_json, sha256_hex
@@ -111,17 +112,7 @@ _MODULES: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _MODULES.get(name)
-    if module is None:
-        raise AttributeError(f"module 'roost.stores' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_MODULES])
+__getattr__, __dir__ = lazy_exports(__name__, _MODULES)
 
 
 __all__ = [
