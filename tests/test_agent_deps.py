@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import sysconfig
-import textwrap
 import threading
 import zipfile
 from collections.abc import AsyncIterator, Iterator
@@ -24,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from agent_helpers import write_agent
 from cli_helpers import cli_env, run_cli
 from fakes import FakeLLMServer
 from roost.agents import (
@@ -98,13 +98,6 @@ async def platform(tmp_path: Path, wheels: Path) -> AsyncIterator[Platform]:
     )
     async with await Platform.open(settings) as p:
         yield p
-
-
-def write_agent(folder: Path, files: dict[str, str]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (folder / name).write_text(textwrap.dedent(text))
-    return folder
 
 
 # A stdlib HTTP process agent that reports what its interpreter can import.

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from agent_helpers import make_agent
 from roost.agents import BundleError, pack_folder, unpack_bundle
 from roost.config import Settings
 from roost.platform import Platform
-from test_platform import make_agent
 
 
 def test_packing_is_deterministic_and_skips_caches(tmp_path: Path) -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
+from agent_helpers import COUNTER, make_agent
 from roost.agents import ManifestError
 from roost.platform import Platform
 from roost.protocol import (
@@ -21,26 +21,6 @@ from roost.protocol import (
     subjects,
 )
 from roost.runtime import InProcessExecutor
-
-COUNTER = """
-async def run(ctx, input):
-    count = int(await ctx.kv.get_text("count", "0")) + 1
-    await ctx.kv.put("count", str(count))
-    return count
-"""
-
-
-def make_agent(
-    root: Path, name: str, code: str, extra: str = "", services: tuple[str, ...] = ("kv",)
-) -> Path:
-    folder = root / name
-    folder.mkdir(parents=True)
-    listed = ", ".join(f'"{s}"' for s in services)
-    (folder / "agent.toml").write_text(
-        f'name = "{name}"\nruntime = "python"\nentry = "agent:run"\nservices = [{listed}]\n{extra}'
-    )
-    (folder / "agent.py").write_text(textwrap.dedent(code))
-    return folder
 
 
 async def test_runs_are_recorded_in_order(platform: Platform, tmp_path: Path) -> None:

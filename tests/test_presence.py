@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
+from agent_helpers import make_agent
 from roost.agents import ManifestError
 from roost.config import Settings
 from roost.platform import Platform, WorkerPresence
 from roost.protocol import ServiceUnavailableError
 from roost.stores import RegistryStore, WorkerRecord
-from test_platform import make_agent
 
 
 async def test_presence_registers_beats_and_says_goodbye(tmp_path: Path) -> None:

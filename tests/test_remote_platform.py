@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from agent_helpers import COUNTER, make_agent
 from roost.config import ClientSettings, Settings
 from roost.platform import Platform, RemotePlatform, coordination_servicers
 from roost.protocol import EventMessage, InvalidRequestError, NotFoundError
 from roost.rpc import RpcServer
-from test_platform import COUNTER, make_agent
 
 ROLES = ["registry", "state", "secret", "catalog", "harness"]
 ROOT = Path(__file__).resolve().parent.parent
