@@ -304,3 +304,11 @@ def test_embedded_temporal_starts_once_and_stops(tmp_path: Path) -> None:
         assert "completed" in roost("run", "list").stdout
     finally:
         roost("temporal", "stop", ok=False)
+
+
+def test_run_with_a_branch_and_no_session_names_the_flags(tmp_path: Path) -> None:
+    from cli_helpers import cli_env, run_cli
+
+    done = run_cli(cli_env(tmp_path / "home"), "agent", "run", "anything", "-b", "x", "-p", "hi")
+    assert done.returncode == 1
+    assert "--branch needs --session" in done.stderr

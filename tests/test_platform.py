@@ -13,6 +13,7 @@ from roost.agents import ManifestError
 from roost.platform import Platform
 from roost.protocol import (
     EventMessage,
+    InvalidRequestError,
     RequestMessage,
     ResponseMessage,
     RoostError,
@@ -314,3 +315,12 @@ async def test_events_reach_the_dag_through_the_stream_with_projection(
             await asyncio.sleep(0.05)
         assert [e.content["data"]["i"] for e in events] == [0, 1, 2]
         assert platform.projection.recorded == 3
+
+
+async def test_a_branch_without_a_session_is_refused_in_the_api_s_terms(
+    platform: Platform, tmp_path: Path
+) -> None:
+    await platform.deploy(make_agent(tmp_path, "counter", COUNTER))
+    with pytest.raises(InvalidRequestError, match="branch 'b' without a session") as caught:
+        await platform.run("counter", "x", branch="b")
+    assert "--" not in str(caught.value)  # the platform speaks no CLI flags

@@ -73,6 +73,8 @@ async def run(
     stream: bool = typer.Option(True, help="Print model tokens as they arrive."),
 ) -> None:
     """Run an agent once (-p / --input) or interactively (no input: a prompt loop)."""
+    if branch is not None and session is None:
+        fail("--branch needs --session: branches belong to a session")
     one_shot = _parse_input(prompt, input_json)
 
     async def work(platform: PlatformAPI) -> None:

@@ -604,7 +604,10 @@ class Platform:
         """Run a deployed agent (see :meth:`roost.runtime.Harness.run`)."""
         record = await self.get_agent(agent)
         if branch is not None and session is None:
-            raise InvalidRequestError("--branch needs --session: branches belong to a session")
+            raise InvalidRequestError(
+                f"branch {branch!r} without a session: a branch belongs to a session; give "
+                "the session too"
+            )
         return await self.harness.run(
             agent,
             input,
