@@ -1,7 +1,7 @@
 """The OS plumbing every part of roost that runs processes shares: one copy, stdlib only.
 
 - liveness: :func:`pid_alive` (a zombie is dead), :func:`start_ticks` and :func:`still_running`
-  (the same process, not a later one that reuses its pid);
+  (the same process, not a later one that reuses its pid); :func:`describe_returncode`;
 - stopping: :func:`terminate` (a signal, SIGKILL after a grace period, wait until gone),
   :func:`stop_popen` (the same for our own :class:`subprocess.Popen` child) and
   :func:`signal_group` (a whole process group);
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "describe_returncode",
     "free_port",
     "guarded_argv",
     "pid_alive",
@@ -96,6 +97,18 @@ def still_running(pid: int, start: int | None) -> bool:
     if pid <= 0 or not pid_alive(pid):
         return False
     return start is None or start_ticks(pid) in (None, start)
+
+
+def describe_returncode(returncode: int) -> tuple[int | None, str | None, str]:
+    """``(exit code, signal name, description)`` of an asyncio/subprocess return code
+    (negative: killed by that signal)."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return None, name, f"killed by {name}"
+    return returncode, None, f"exit code {returncode}"
 
 
 # --- stopping -------------------------------------------------------------------------------

@@ -462,7 +462,7 @@ class DevCluster:
     def check(self) -> str:
         """``""`` while every process runs; otherwise what exited, in one line."""
         if self.roostd is not None and self.roostd.poll() is not None:
-            from roost.supervisor import describe_returncode
+            from roost._proc import describe_returncode
 
             how = describe_returncode(self.roostd.returncode)[2]
             last = _last_error(self.paths.roostd_log)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import sys
 import tempfile
 import time
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from roost._proc import describe_returncode
 from roost.config import ClientSettings, ConfigError, Settings, load_client_settings, load_settings
 from roost.stores import ModelRecord
 
@@ -219,11 +219,8 @@ def probe_verdict(
 ) -> CheckResult:
     """The check result of a finished probe: its exit ``code`` (negative: killed by that
     signal) and what it printed."""
-    if code < 0:
-        try:
-            sig = signal.Signals(-code).name
-        except ValueError:
-            sig = f"signal {-code}"
+    _, sig, _ = describe_returncode(code)
+    if sig is not None:
         return fail(
             label,
             f"{where}: the {model.engine} engine crashed ({sig}) loading or running the model",

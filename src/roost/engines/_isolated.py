@@ -365,7 +365,7 @@ class IsolatedEngine:
 
 def _describe(returncode: int) -> tuple[str | None, str]:
     """``(signal name, "died of SIGSEGV" / "exited with code 3")`` of a return code."""
-    from roost.supervisor import describe_returncode
+    from roost._proc import describe_returncode
 
     _, signame, _ = describe_returncode(returncode)
     if signame is not None:

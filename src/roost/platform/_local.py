@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import logging
 import os
 import shutil
@@ -86,6 +85,7 @@ from roost.stores import (
     Stores,
     WorkerRecord,
     open_stores,
+    sha256_hex,
 )
 from roost.tools import Tool, builtin_tools, tool_from_function
 
@@ -328,8 +328,7 @@ class Platform:
             shutil.rmtree(target)
         await asyncio.to_thread(unpack_bundle, bundle, target)
         try:
-            digest = hashlib.sha256(bundle).hexdigest()
-            await self._prepare_env(target, digest, on_output=on_output, named_as=folder)
+            await self._prepare_env(target, bundle, on_output=on_output, named_as=folder)
             self._check_code(manifest, target, manifest_file, shown=folder)
         except BaseException:
             shutil.rmtree(target, ignore_errors=True)
@@ -361,8 +360,7 @@ class Platform:
             if not environments_linked(target):
                 if bundle is None:
                     bundle = await self._bundle_of(record)
-                digest = hashlib.sha256(bundle).hexdigest()
-                await self._prepare_env(target, digest)
+                await self._prepare_env(target, bundle)
         except DependencyError as exc:
             raise AgentError(f"{label} cannot run on this node: {exc}") from None
         self._materialized.add(str(target))
@@ -380,12 +378,13 @@ class Platform:
     async def _prepare_env(
         self,
         folder: Path,
-        digest: str,
+        bundle: bytes,
         *,
         on_output: OutputCallback | None = None,
         named_as: Path | None = None,
     ) -> list[PreparedEnv]:
-        """Install (or find cached) the environments of the version in ``folder``. One
+        """Install (or find cached) the environments of the version in ``folder``, whose
+        files are ``bundle`` (environments are cached by its digest). One
         install per version folder at a time in this process, and it runs on even when
         the caller is cancelled (a Temporal activity that timed out, a client that gave
         up): the next caller finds it finished or joins it."""
@@ -399,6 +398,7 @@ class Platform:
                 pip_args=tuple(config.pip_args),
                 npm_args=tuple(config.npm_args),
             )
+            digest = sha256_hex(bundle)  # the registry's digest of the same bundle
             task = asyncio.ensure_future(
                 prepare_environment(folder, digest, options, on_output=on_output, named_as=named_as)
             )

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from roost._proc import signal_group, write_json_atomic
+from roost._proc import describe_returncode, signal_group, write_json_atomic
 from roost.supervisor._link import (
     HEALTH_FD_ENV,
     HEARTBEAT_ENV,
@@ -48,17 +48,6 @@ log = logging.getLogger("roost.supervisor")
 WorkerState = Literal[
     "pending", "starting", "ready", "unhealthy", "backoff", "stopping", "stopped", "failed"
 ]
-
-
-def describe_returncode(returncode: int) -> tuple[int | None, str | None, str]:
-    """``(exit code, signal name, description)`` of an asyncio/subprocess return code."""
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        return None, name, f"killed by {name}"
-    return returncode, None, f"exit code {returncode}"
 
 
 def log_tail(path: Path, lines: int = 10) -> str:
