@@ -23,10 +23,22 @@ def write_agent(folder: Path, files: dict[str, str]) -> Path:
 
 
 def make_agent(
-    root: Path, name: str, code: str, extra: str = "", services: tuple[str, ...] = ("kv",)
+    root: Path,
+    name: str,
+    code: str,
+    extra: str = "",
+    services: tuple[str, ...] = ("kv",),
+    *,
+    tools: str = "",
 ) -> Path:
     """A ``runtime = "python"`` agent ``root/name`` whose ``agent.py`` is ``code``;
-    ``extra`` is appended to its ``agent.toml``."""
-    listed = ", ".join(f'"{s}"' for s in services)
-    toml = f'name = "{name}"\nruntime = "python"\nentry = "agent:run"\nservices = [{listed}]\n'
-    return write_agent(root / name, {"agent.toml": toml + extra, "agent.py": code})
+    ``extra`` is appended to its ``agent.toml`` (``services=()`` leaves the services line
+    to ``extra``), and ``tools`` is its ``tools.py`` if given."""
+    toml = f'name = "{name}"\nruntime = "python"\nentry = "agent:run"\n'
+    if services:
+        listed = ", ".join(f'"{service}"' for service in services)
+        toml += f"services = [{listed}]\n"
+    files = {"agent.toml": toml + extra, "agent.py": code}
+    if tools:
+        files["tools.py"] = tools
+    return write_agent(root / name, files)

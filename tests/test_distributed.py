@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from agent_helpers import make_agent as make_relay
 from cli_helpers import cli_env, run_cli, wait_until
 from fakes import FakeLLMServer
 from roost.config import GRPC_PORTS, WORKER_ROLES
@@ -39,15 +40,9 @@ async def run(ctx, input):
 
 
 def make_agent(root: Path) -> Path:
-    folder = root / "relay"
-    folder.mkdir(parents=True)
-    (folder / "agent.toml").write_text(
-        'name = "relay"\nruntime = "python"\nentry = "agent:run"\n'
-        'services = ["infer", "kv", "tool"]\n[models]\nchat = "remote-chat"\n'
-        '[[tools]]\nname = "calculator"\n'
-    )
-    (folder / "agent.py").write_text(textwrap.dedent(AGENT))
-    return folder
+    """The relay agent (chat, KV and the calculator tool) under ``root``."""
+    models = '[models]\nchat = "remote-chat"\n[[tools]]\nname = "calculator"\n'
+    return make_relay(root, "relay", AGENT, models, ("infer", "kv", "tool"))
 
 
 @dataclass

@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -18,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from agent_helpers import make_agent
 from conftest import durable_settings
 from fakes import FakeLLMServer
 from roost.platform import Platform
@@ -26,18 +26,6 @@ from roost.protocol import InvalidRequestError
 pytestmark = pytest.mark.temporal
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def make_agent(root: Path, name: str, code: str, tools: str = "", toml: str = "") -> Path:
-    folder = root / name
-    folder.mkdir(parents=True)
-    (folder / "agent.toml").write_text(
-        f'name = "{name}"\nruntime = "python"\nentry = "agent:run"\n{toml}'
-    )
-    (folder / "agent.py").write_text(textwrap.dedent(code))
-    if tools:
-        (folder / "tools.py").write_text(textwrap.dedent(tools))
-    return folder
 
 
 @pytest.fixture
@@ -132,7 +120,9 @@ async def test_a_killed_worker_resumes_without_repeating_completed_calls(
     )
     # this process only deploys, starts and watches the run: the worker executes it
     async with await Platform.open(settings, worker=False) as client:
-        await client.deploy(make_agent(tmp_path, "five", FIVE_STEPS, MARKER_TOOLS, _TOOLS))
+        await client.deploy(
+            make_agent(tmp_path, "five", FIVE_STEPS, _TOOLS, (), tools=MARKER_TOOLS)
+        )
         first = Worker(worker_env)
         second = Worker(worker_env)
         try:
@@ -191,7 +181,7 @@ async def run(ctx, input):
 async def test_steps_run_once_and_time_and_randomness_come_from_the_run(
     platform: Platform, tmp_path: Path
 ) -> None:
-    await platform.deploy(make_agent(tmp_path, "stepper", STEPPING))
+    await platform.deploy(make_agent(tmp_path, "stepper", STEPPING, services=()))
     target = tmp_path / "effects.txt"
     seen: list[str] = []
 
@@ -205,7 +195,7 @@ async def test_steps_run_once_and_time_and_randomness_come_from_the_run(
 
 async def test_a_step_must_be_a_module_level_function(platform: Platform, tmp_path: Path) -> None:
     code = "async def run(ctx, input):\n    return await ctx.step(lambda: 1)\n"
-    await platform.deploy(make_agent(tmp_path, "lambdas", code))
+    await platform.deploy(make_agent(tmp_path, "lambdas", code, services=()))
     result = await platform.run("lambdas", None)
     assert not result.ok and result.complete.error is not None
     assert "module-level function" in result.complete.error.message
@@ -221,7 +211,7 @@ async def run(ctx, input):
 
 
 async def test_a_run_waits_for_an_answer(platform: Platform, tmp_path: Path) -> None:
-    await platform.deploy(make_agent(tmp_path, "asker", ASKING))
+    await platform.deploy(make_agent(tmp_path, "asker", ASKING, services=()))
     session, invocation = await platform.harness.start("asker", None)
 
     async def question() -> str:
@@ -246,7 +236,7 @@ async def test_a_run_waits_for_an_answer(platform: Platform, tmp_path: Path) -> 
 
 async def test_cancel_ends_the_run_and_records_it(platform: Platform, tmp_path: Path) -> None:
     code = "import asyncio\nasync def run(ctx, input):\n    await asyncio.sleep(600)\n"
-    await platform.deploy(make_agent(tmp_path, "sleeper", code))
+    await platform.deploy(make_agent(tmp_path, "sleeper", code, services=()))
     session, invocation = await platform.harness.start("sleeper", None)
     await asyncio.sleep(0.5)
 
@@ -290,7 +280,7 @@ async def test_a_run_past_its_timeout_ends_timed_out(
     a deadline on the workflow clock: the run ends as timed out and recorded, and the
     deadline costs no durable timer of its own."""
     toml = 'timeout_s = 1\nservices = ["tool"]\n\n[[tools]]\nname = "slow"\nentry = "tools:slow"\n'
-    await platform.deploy(make_agent(tmp_path, name, code, tools=SLOW_TOOLS, toml=toml))
+    await platform.deploy(make_agent(tmp_path, name, code, toml, (), tools=SLOW_TOOLS))
     started = time.monotonic()
     result = await platform.run(name, None)
     elapsed = time.monotonic() - started
@@ -307,7 +297,7 @@ async def test_starting_the_same_invocation_twice_is_one_run(
     platform: Platform, tmp_path: Path
 ) -> None:
     code = "async def run(ctx, input):\n    return await ctx.kv.put('k', 'v')\n"
-    await platform.deploy(make_agent(tmp_path, "once", code, toml='services = ["kv"]\n'))
+    await platform.deploy(make_agent(tmp_path, "once", code))
     run_id = f"fixed-{uuid.uuid4().hex}"
     first = await platform.run("once", None, run_id=run_id)
     second = await platform.run("once", None, run_id=run_id)
@@ -333,7 +323,7 @@ async def test_transient_failures_are_retried_and_terminal_ones_are_not(
         name="remote", engine="openai", target="fake-chat", base_url=llm.openai_url
     )
     code = "async def run(ctx, input):\n    return (await ctx.infer(input, model='remote')).message.content\n"
-    await platform.deploy(make_agent(tmp_path, "relay", code))
+    await platform.deploy(make_agent(tmp_path, "relay", code, services=()))
 
     llm.fail_next(503, times=2)  # upstream hiccups: retried with backoff
     result = await platform.run("relay", "hello")

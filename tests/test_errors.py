@@ -193,7 +193,8 @@ def test_every_code_has_a_grpc_status() -> None:
 
 
 def test_every_code_has_an_http_status_at_the_provider() -> None:
-    from roost.runtime._provider import _STATUS_BY_CODE, status_for
+    from roost.wire import STATUS_BY_CODE as _STATUS_BY_CODE
+    from roost.wire import status_for
 
     assert set(_STATUS_BY_CODE) == set(ErrorCode)
     bad_input = [c for c in ErrorCode if c.startswith("invalid_") or c == "not_found"]

@@ -15,18 +15,21 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "roost"
 LAYERS: dict[str, int] = {
     # the ground: typed messages and errors, and OS plumbing (stdlib only)
     "protocol": 0, "_proc": 0, "_lazy": 0,
-    # configuration and manifests (their errors are roost errors)
-    "config": 1, "agents": 1,
-    # tool functions, transports and storage, the supervisor's process machinery, and the
-    # real servers from wheels (the embedded Temporal of local mode among them)
-    "tools": 2, "bus": 2, "stores": 2, "supervisor": 2, "devservers": 2,
+    # configuration and manifests (their errors are roost errors), and the wire formats
+    # roost's HTTP servers speak (OpenAI shapes, HTTP statuses of error codes)
+    "config": 1, "agents": 1, "wire": 1,
+    # tool functions, transports and storage, and the supervisor's process machinery
+    "tools": 2, "bus": 2, "stores": 2, "supervisor": 2,
     # what serves and runs models and calls
     "engines": 3, "rpc": 3,
     "services": 4,
     "runtime": 5,
     "workflows": 6, "testing": 6,
-    "platform": 7,
-    "doctor": 8,
+    # the platform, and beside it (neither imports the other: production code does not
+    # depend on dev tooling) the real servers from wheels for tests and dev, which launch
+    # Temporal as workflows' embedded server of local mode does
+    "platform": 7, "devservers": 7,
+    "doctor": 8, "server": 8,
     # the programs at the top (the dev cluster starts roostd; the CLI drives all)
     "daemon": 9, "devcluster": 10, "cli": 11,
 }  # fmt: skip

@@ -21,11 +21,13 @@ RUNTIME = [
     "EVENTS_STREAM", "KV", "AgentContext", "AgentResolver", "AgentRuntime", "BusDispatcher",
     "ChatRuntime", "Dispatcher", "EngineRouter", "EventCallback", "EventLog", "EventProjection",
     "Executor", "Harness", "HistoryLoader", "InProcessExecutor", "NullRecorder",
-    "ProcessRuntime", "ProviderEndpoint", "PythonRuntime", "Recorder", "RunResult",
-    "StateRecorder", "Vectors", "prompt_of",
+    "ProcessRuntime", "ProviderEndpoint", "PythonRuntime", "Recorder", "RunDefaults", "RunInfo",
+    "RunResult", "RunStarted", "RunStatus", "RunWiring", "StateRecorder", "Vectors", "branch_history",
+    "completion", "dispatch_request", "prompt_of", "run_agent",
 ]  # fmt: skip
 PROTOCOL = [
-    "PROTOCOL_VERSION", "RETRYABLE_CODES", "AgentCall", "AgentCallResult", "AgentError",
+    "CHAT_ENGINES", "EMBEDDED_ENGINES", "EMBEDDING_ENGINES", "ENGINE_NAMES", "EngineName",
+    "NON_RETRYABLE_CODES", "PROTOCOL_VERSION", "REMOTE_ENGINES", "RETRYABLE_CODES", "AgentCall", "AgentCallResult", "AgentError",
     "AnyMessage", "ChatMessage", "ChatRequest", "ChatResult", "CompleteMessage", "EmbedRequest",
     "EmbedResult", "ErrorCode", "ErrorInfo", "EventMessage", "EventType", "ForkMessage",
     "InvalidRequestError", "InvokeMessage", "KvDelete", "KvGet", "KvList", "KvPut", "KvScope",

@@ -160,7 +160,7 @@ async def test_a_worker_on_remote_stores_runs_agents_and_caches_model_lookups(
     """A platform whose registry, state and secrets are the gRPC services (as an agent or
     inference worker's): it runs agents, and asks the registry for a model once per few
     seconds, not once per call."""
-    import roost.platform._local as local
+    import roost.platform._models as local
     from roost.platform import remote_stores
 
     server, address = served

@@ -30,7 +30,9 @@ from roost.supervisor import (
     Supervisor,
     SupervisorConfig,
     SupervisorLock,
+    SupervisorSnapshot,
     WorkerLink,
+    WorkerSnapshot,
     WorkerSpec,
 )
 
@@ -55,8 +57,14 @@ def wait_until_sync(check: Callable[[], Any], timeout: float, what: str) -> None
     wait_until_polled(check, timeout, what, every=0.05)
 
 
-def worker_in(snapshot: dict[str, Any], name: str) -> dict[str, Any]:
-    return next(w for w in snapshot["workers"] if w["name"] == name)
+def worker_in(snapshot: SupervisorSnapshot, name: str) -> WorkerSnapshot:
+    return next(w for w in snapshot.workers if w.name == name)
+
+
+def file_worker(status: dict[str, Any], name: str) -> dict[str, Any]:
+    """A worker as the status file or ``roost status --json`` has it (plain JSON: the keys
+    other processes see)."""
+    return next(w for w in status["workers"] if w["name"] == name)
 
 
 def cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -177,13 +185,15 @@ async def test_phases_start_in_order_each_after_the_last_is_ready(rig: Rig) -> N
     try:
         # while a-0 gets ready, the status shows phase 2 waiting
         await wait_until(
-            lambda: (s := rig.status()) is not None and worker_in(s, "a-0")["state"] == "starting",
+            lambda: (
+                (s := rig.status()) is not None and file_worker(s, "a-0")["state"] == "starting"
+            ),
             10,
             "a-0 starting",
         )
         early = rig.status()
         assert early is not None and early["state"] == "starting" and early["phase"] == 1
-        assert worker_in(early, "b-0")["state"] == "pending" and not rig.events("b-0")
+        assert file_worker(early, "b-0")["state"] == "pending" and not rig.events("b-0")
         await wait_until(lambda: _running(rig), 15, "every worker ready")
         a_ready = rig.events("a-0", "ready")[0]["t"]
         for name in ("b-0", "b-1"):
@@ -229,18 +239,18 @@ async def test_crashed_workers_restart_with_backoff_and_are_counted(
     task = asyncio.create_task(supervisor.run(handle_signals=False))
     try:
         await wait_until(lambda: supervisor.state == "running", 15, "all ready")
-        steady = worker_in(supervisor.snapshot(), "steady-0")["pid"]
+        steady = worker_in(supervisor.snapshot(), "steady-0").pid
         os.kill(steady, signal.SIGKILL)
         await wait_until(
             lambda: (
-                worker_in(supervisor.snapshot(), "crashy-0")["restarts"] >= 3
-                and worker_in(supervisor.snapshot(), "slowcrash-0")["restarts"] >= 2
+                worker_in(supervisor.snapshot(), "crashy-0").restarts >= 3
+                and worker_in(supervisor.snapshot(), "slowcrash-0").restarts >= 2
             ),
             20,
             "restarts",
         )
         await wait_until(
-            lambda: worker_in(supervisor.snapshot(), "steady-0")["state"] == "ready", 10, "steady"
+            lambda: worker_in(supervisor.snapshot(), "steady-0").state == "ready", 10, "steady"
         )
         snapshot = supervisor.snapshot()
     finally:
@@ -248,12 +258,12 @@ async def test_crashed_workers_restart_with_backoff_and_are_counted(
         await asyncio.wait_for(task, 20)
 
     again = worker_in(snapshot, "steady-0")
-    assert again["restarts"] == 1 and again["pid"] != steady and not alive(steady)
-    assert again["last_exit"]["signal"] == "SIGKILL" and again["last_exit"]["code"] is None
+    assert again.restarts == 1 and again.pid != steady and not alive(steady)
+    assert again.last_exit.signal == "SIGKILL" and again.last_exit.code is None
     assert f"steady-0 (pid {steady}) killed by SIGKILL" in caplog.text
 
     crashy = worker_in(snapshot, "crashy-0")
-    assert crashy["last_exit"]["code"] == 3 and crashy["last_exit"]["description"] == "exit code 3"
+    assert crashy.last_exit.code == 3 and crashy.last_exit.description == "exit code 3"
 
     def delays(name: str) -> list[float]:
         return [
@@ -322,11 +332,11 @@ async def test_once_running_a_worker_that_cannot_start_again_is_retried_without_
     task = asyncio.create_task(supervisor.run(handle_signals=False))
     try:
         await wait_until(
-            lambda: worker_in(supervisor.snapshot(), "flaky-0")["restarts"] >= 3, 15, "retries"
+            lambda: worker_in(supervisor.snapshot(), "flaky-0").restarts >= 3, 15, "retries"
         )
         worker = worker_in(supervisor.snapshot(), "flaky-0")
-        assert worker["state"] in ("starting", "backoff") and supervisor.state == "running"
-        assert worker["last_exit"]["code"] == 4
+        assert worker.state in ("starting", "backoff") and supervisor.state == "running"
+        assert worker.last_exit.code == 4
     finally:
         supervisor.request_stop()
         await asyncio.wait_for(task, 20)
@@ -344,8 +354,8 @@ async def test_a_hung_worker_is_reported_unhealthy_killed_and_restarted(
         hung = rig.events("hangs-0", "hang")[0]
         await wait_until(
             lambda: (
-                worker_in(supervisor.snapshot(), "hangs-0")["restarts"] == 1
-                and worker_in(supervisor.snapshot(), "hangs-0")["state"] == "ready"
+                worker_in(supervisor.snapshot(), "hangs-0").restarts == 1
+                and worker_in(supervisor.snapshot(), "hangs-0").state == "ready"
             ),
             10,
             "the restart",
@@ -354,9 +364,9 @@ async def test_a_hung_worker_is_reported_unhealthy_killed_and_restarted(
     finally:
         supervisor.request_stop()
         await asyncio.wait_for(task, 20)
-    assert worker["pid"] != hung["pid"] and not alive(hung["pid"])
-    assert worker["last_exit"]["signal"] == "SIGKILL"
-    assert worker["last_exit"]["reason"].startswith("no heartbeat for")
+    assert worker.pid != hung["pid"] and not alive(hung["pid"])
+    assert worker.last_exit.signal == "SIGKILL"
+    assert worker.last_exit.reason.startswith("no heartbeat for")
     assert f"hangs-0 (pid {hung['pid']}) is unhealthy: no heartbeat for" in caplog.text
     # 0.6s (3 beats of 0.2s) after its last beat, which was at most 0.2s before it hung
     killed = next(r for r in caplog.records if "is unhealthy" in r.getMessage())
@@ -378,7 +388,7 @@ async def test_a_worker_stopping_by_itself_gets_the_stop_timeout_not_the_heartbe
     task = asyncio.create_task(supervisor.run(handle_signals=False))
     try:
         await wait_until(
-            lambda: all(w["restarts"] == 1 for w in supervisor.snapshot()["workers"]),
+            lambda: all(w.restarts == 1 for w in supervisor.snapshot().workers),
             15,
             "both to exit and come back",
         )
@@ -387,14 +397,12 @@ async def test_a_worker_stopping_by_itself_gets_the_stop_timeout_not_the_heartbe
         supervisor.request_stop()
         await asyncio.wait_for(task, 20)
     # 1s without beats after saying "stopping" is no hang: it exits by itself
-    assert worker_in(snapshot, "slow-0")["last_exit"]["code"] == 0
-    assert worker_in(snapshot, "slow-0")["last_exit"]["reason"] == ""
-    stuck = worker_in(snapshot, "stuck-0")["last_exit"]
-    assert (
-        stuck["signal"] == "SIGKILL" and stuck["reason"] == "did not exit within 1.5s of stopping"
-    )
+    assert worker_in(snapshot, "slow-0").last_exit.code == 0
+    assert worker_in(snapshot, "slow-0").last_exit.reason == ""
+    stuck = worker_in(snapshot, "stuck-0").last_exit
+    assert stuck.signal == "SIGKILL" and stuck.reason == "did not exit within 1.5s of stopping"
     lingered = rig.events("stuck-0", "linger")[0]["t"]
-    assert stuck["at"] - lingered >= 1.5
+    assert stuck.at - lingered >= 1.5
 
 
 async def test_stop_sigkills_a_worker_ignoring_sigterm_and_what_a_worker_left_behind(
@@ -408,7 +416,7 @@ async def test_stop_sigkills_a_worker_ignoring_sigterm_and_what_a_worker_left_be
     task = asyncio.create_task(supervisor.run(handle_signals=False))
     await wait_until(lambda: supervisor.state == "running", 15, "ready")
     child = rig.events("parent-0", "child")[0]["child"]
-    stubborn = worker_in(supervisor.snapshot(), "stubborn-0")["pid"]
+    stubborn = worker_in(supervisor.snapshot(), "stubborn-0").pid
     assert alive(child) and alive(stubborn)
     started = time.monotonic()
     supervisor.request_stop()
@@ -416,7 +424,7 @@ async def test_stop_sigkills_a_worker_ignoring_sigterm_and_what_a_worker_left_be
     assert 1.0 <= time.monotonic() - started < 4.0
     assert f"stubborn-0 (pid {stubborn}) did not stop within 1s: killing it" in caplog.text
     assert "parent-0 left processes in its group: killing them" in caplog.text
-    assert worker_in(supervisor.snapshot(), "stubborn-0")["last_exit"]["signal"] == "SIGKILL"
+    assert worker_in(supervisor.snapshot(), "stubborn-0").last_exit.signal == "SIGKILL"
     assert not alive(child) and not any(alive(pid) for pid in rig.started_pids())
 
 
@@ -672,10 +680,10 @@ def test_roostd_start_runs_restarts_and_stops_kv_and_vec_workers(
     again = roostd(env, "start")
     assert again.returncode == 1 and f"already running on {home} (pid {proc.pid})" in again.stderr
 
-    victim = worker_in(first, "kv-0")["pid"]
+    victim = file_worker(first, "kv-0")["pid"]
     os.kill(victim, signal.SIGKILL)
-    after = wait_ready(proc, home, log, until=lambda s: worker_in(s, "kv-0")["restarts"] == 1)
-    kv0 = worker_in(after, "kv-0")
+    after = wait_ready(proc, home, log, until=lambda s: file_worker(s, "kv-0")["restarts"] == 1)
+    kv0 = file_worker(after, "kv-0")
     assert kv0["pid"] != victim and kv0["last_exit"]["signal"] == "SIGKILL"
     assert asyncio.run(kv_round_trip(nats_server.url, "greeting", b"again")) == b"again"
     pids = [w["pid"] for w in after["workers"]] + [victim]
@@ -719,8 +727,8 @@ async def test_roostd_agent_worker_executes_durable_runs(
     proc = start_roostd(tmp_path, home)
     spawned.append(proc)
     status = await asyncio.to_thread(wait_ready, proc, home, tmp_path / "roostd.log")
-    agent_pid = worker_in(status, "agent-0")["pid"]
-    assert worker_in(status, "agent-0")["details"]["task_queue"] == queue
+    agent_pid = file_worker(status, "agent-0")["pid"]
+    assert file_worker(status, "agent-0")["details"]["task_queue"] == queue
 
     agent = tmp_path / "counter"
     agent.mkdir()

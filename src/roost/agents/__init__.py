@@ -2,9 +2,17 @@
 environments of their own dependencies."""
 
 from roost.agents._bundle import BundleError, pack_folder, unpack_bundle
-from roost.agents._deps import DependencyError, find_dependencies
+from roost.agents._deps import (
+    DependencyError,
+    OutputCallback,
+    agent_path,
+    agent_venv,
+    environments_linked,
+    find_dependencies,
+)
 from roost.agents._envs import PreparedEnv, prepare_environment
 from roost.agents._installers import InstallOptions
+from roost.agents._loader import EntryPointError, load_entry
 from roost.agents._manifest import (
     MANIFEST_FILE,
     AgentManifest,
@@ -21,13 +29,19 @@ __all__ = [
     "AgentManifest",
     "BundleError",
     "DependencyError",
+    "EntryPointError",
     "InstallOptions",
     "ManifestError",
     "ModelNeeds",
+    "OutputCallback",
     "PreparedEnv",
     "Runtime",
     "ToolDecl",
+    "agent_path",
+    "agent_venv",
+    "environments_linked",
     "find_dependencies",
+    "load_entry",
     "load_manifest",
     "pack_folder",
     "parse_manifest",

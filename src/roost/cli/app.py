@@ -5,7 +5,19 @@ from __future__ import annotations
 import typer
 
 from roost import __version__
-from roost.cli import agents, dev, doctor, models, runs, secrets, sessions, status, temporal, worker
+from roost.cli import (
+    agents,
+    dev,
+    doctor,
+    models,
+    runs,
+    secrets,
+    server,
+    sessions,
+    status,
+    temporal,
+    worker,
+)
 
 app = typer.Typer(
     name="roost",
@@ -20,6 +32,7 @@ app.add_typer(secrets.app, name="secret")
 app.add_typer(runs.app, name="run")
 app.add_typer(temporal.app, name="temporal")
 app.add_typer(dev.app, name="dev")
+app.add_typer(server.app, name="server")
 app.command("worker")(worker.worker)
 app.command("status")(status.status)
 app.command("doctor")(doctor.doctor)

@@ -8,7 +8,7 @@ import json
 import signal
 import time
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from rich.status import Status
 
     from roost.devcluster import DevCluster
+    from roost.supervisor import WorkerSnapshot
 
 app = typer.Typer(
     help="A local dev cluster: distributed mode on this machine.", no_args_is_help=True
@@ -202,30 +203,35 @@ def status(
     """Show whether a dev cluster runs for this ROOST_HOME.
 
     Its addresses, workers and logs; exits 1 when none runs."""
+    from pathlib import Path
+
+    import msgspec
+
     from roost.daemon import paths
     from roost.devcluster import dev_cluster_status
     from roost.supervisor import read_status
 
     home = settings().home
     found = dev_cluster_status(home)
-    state: dict[str, Any] = found.state or {}
-    workers: list[dict[str, Any]] = []
-    if found.running and state.get("node_home"):
-        node = state["node_home"]
-        from pathlib import Path
-
-        node_status = read_status(paths.status_path(Path(node)), paths.lock_path(Path(node)))
-        workers = (node_status.snapshot or {}).get("workers") or [] if node_status.running else []
+    state = found.state
+    workers: list[WorkerSnapshot] = []
+    if found.running and state is not None and state.node_home:
+        node = Path(state.node_home)
+        node_status = read_status(paths.status_path(node), paths.lock_path(node))
+        if node_status.running and node_status.snapshot is not None:
+            workers = node_status.snapshot.workers
     if as_json:
         typer.echo(
             json.dumps(
                 {
                     "running": found.running,
                     "pid": found.pid,
-                    "reason": found.reason,
+                    # a running cluster whose cluster.json cannot be read says why here
+                    "reason": found.reason or found.problem,
                     "leftovers": found.leftovers,
-                    "cluster": state or None,
-                    "workers": workers,
+                    # the files' own keys, as this command always showed them
+                    "cluster": msgspec.to_builtins(state) if state is not None else None,
+                    "workers": msgspec.to_builtins(workers),
                 },
                 indent=2,
             )
@@ -237,19 +243,27 @@ def status(
             message += "; `roost dev down` stops them"
         console.print(message, highlight=False, soft_wrap=True)
         raise typer.Exit(1)
-    ready = sum(1 for w in workers if w.get("state") == "ready")
+    if state is None:
+        console.print(
+            f"dev cluster running for {home} (pid {found.pid}); its state cannot be shown: "
+            f"{found.problem or 'no cluster.json yet'}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
+    ready = sum(1 for w in workers if w.state == "ready")
     console.print(
-        f"dev cluster {state.get('state', '?')} for {home} (pid {found.pid}, up "
-        f"{_uptime(state.get('started_at'))}): {ready}/{len(workers)} workers ready",
+        f"dev cluster {state.state} for {home} (pid {found.pid}, up "
+        f"{_uptime(state.started_at)}): {ready}/{len(workers)} workers ready",
         highlight=False,
         soft_wrap=True,
     )
-    for name, address in (state.get("addresses") or {}).items():
+    for name, address in state.addresses.items():
         console.print(f"  {name:<9} {address}", highlight=False, soft_wrap=True)
-    if state.get("client_config"):
-        console.print(f"client config: {state['client_config']}", highlight=False)
+    if state.client_config:
+        console.print(f"client config: {state.client_config}", highlight=False)
     console.print(
-        f"logs: {state.get('logs')} (servers, roostd), {state.get('worker_logs')} (workers)",
+        f"logs: {state.logs} (servers, roostd), {state.worker_logs} (workers)",
         highlight=False,
         soft_wrap=True,
     )

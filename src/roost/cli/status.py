@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
 
 from roost.cli._common import console, fail, settings
+
+if TYPE_CHECKING:
+    from roost.supervisor import WorkerSnapshot
 
 _STYLE = {
     "ready": "green",
@@ -37,15 +40,15 @@ def _duration(seconds: float) -> str:
     return f"{days}d{hours:02d}h"
 
 
-def _last_exit(worker: dict[str, Any], now: float) -> str:
-    last = worker.get("last_exit")
-    if not last:
+def _last_exit(worker: WorkerSnapshot, now: float) -> str:
+    last = worker.last_exit
+    if last is None:
         return ""
-    text = str(last.get("description", ""))
-    if last.get("reason"):
-        text += f" ({last['reason']})"
-    if last.get("at"):
-        text += f", {_duration(now - float(last['at']))} ago"
+    text = last.description
+    if last.reason:
+        text += f" ({last.reason})"
+    if last.at:
+        text += f", {_duration(now - last.at)} ago"
     return text
 
 
@@ -60,6 +63,8 @@ def status(
     """Show roostd's workers on this node: role, pid, state, restarts, uptime, last exit.
     Exits 1 when roostd is not running. With --cluster: the workers of every node, from
     the deployment's registry."""
+    import msgspec
+
     from roost.daemon import paths
     from roost.supervisor import read_status
 
@@ -70,7 +75,11 @@ def status(
     home = settings().home
     found = read_status(paths.status_path(home), paths.lock_path(home))
     if not found.running or found.snapshot is None:
-        message = f"roostd is not running ({found.reason})"
+        message = (
+            f"roostd runs, but its status cannot be read: {found.reason}"
+            if found.running
+            else f"roostd is not running ({found.reason})"
+        )
         if as_json:
             typer.echo(json.dumps({"running": False, "reason": message}))
         else:
@@ -78,15 +87,17 @@ def status(
         raise typer.Exit(1)
     snapshot = found.snapshot
     if as_json:
-        typer.echo(json.dumps({"running": True, **snapshot}, indent=2))
+        # the file's own keys (as `roost status --json` always showed them)
+        fields: dict[str, Any] = msgspec.to_builtins(snapshot)
+        typer.echo(json.dumps({"running": True, **fields}, indent=2))
         return
     now = time.time()
-    workers: list[dict[str, Any]] = snapshot.get("workers") or []
-    ready = sum(1 for w in workers if w.get("state") == "ready")
-    up = _duration(now - float(snapshot.get("started_at") or now))
+    workers = snapshot.workers
+    ready = sum(1 for w in workers if w.state == "ready")
+    up = _duration(now - (snapshot.started_at or now))
     console.print(
-        f"roostd pid {snapshot.get('pid')} on {snapshot.get('node')}: {snapshot.get('state')}, "
-        f"{ready}/{len(workers)} workers ready, up {up}; logs in {snapshot.get('log_dir')}",
+        f"roostd pid {snapshot.pid} on {snapshot.node}: {snapshot.state}, "
+        f"{ready}/{len(workers)} workers ready, up {up}; logs in {snapshot.log_dir}",
         highlight=False,
         soft_wrap=True,
     )
@@ -99,15 +110,15 @@ def status(
     table.add_column("uptime", no_wrap=True)
     table.add_column("last exit")
     for worker in workers:
-        state = str(worker.get("state", "?"))
-        started = worker.get("started_at")
-        uptime = _duration(now - float(started)) if worker.get("pid") and started else ""
+        state = worker.state
+        started = worker.started_at
+        uptime = _duration(now - started) if worker.pid and started else ""
         table.add_row(
-            str(worker.get("role", "?")),
-            str(worker.get("index", "?")),
-            str(worker.get("pid") or ""),
+            worker.role,
+            str(worker.index),
+            str(worker.pid or ""),
             f"[{_STYLE.get(state, 'white')}]{state}[/]",
-            str(worker.get("restarts", 0)),
+            str(worker.restarts),
             uptime,
             _last_exit(worker, now),
         )

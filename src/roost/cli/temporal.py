@@ -14,7 +14,7 @@ app = typer.Typer(help="The embedded Temporal server (local mode).", no_args_is_
 @app.command("status")
 def status() -> None:
     """Show whether the embedded server runs, where, and since when."""
-    from roost.devservers.temporal import embedded_temporal_status
+    from roost.workflows import embedded_temporal_status
 
     config = settings()
     if config.workflows.temporal_address:
@@ -35,7 +35,7 @@ def status() -> None:
 @app.command("stop")
 def stop() -> None:
     """Stop the embedded server (runs are kept; the next roost command restarts it)."""
-    from roost.devservers.temporal import stop_embedded_temporal
+    from roost.workflows import stop_embedded_temporal
 
     if stop_embedded_temporal(settings().home):
         console.print("stopped the embedded Temporal server")

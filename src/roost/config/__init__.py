@@ -1,9 +1,18 @@
 """Configuration: ``config.toml`` + ``ROOST_*`` environment variables (docs/configuration.md)."""
 
 from roost.config._client import ClientSettings, client_config_path, load_client_settings
-from roost.config._settings import (
+from roost.config._roles import (
+    BUS_ROLES,
+    DATABASE_ROLES,
+    ENGINE_ROLES,
     GRPC_PORTS,
+    PHASES,
+    ROLE_BY_NAME,
+    ROLES,
     WORKER_ROLES,
+    WorkerRole,
+)
+from roost.config._settings import (
     BusConfig,
     ConfigError,
     DistributedConfig,
@@ -11,6 +20,7 @@ from roost.config._settings import (
     InferenceConfig,
     LogConfig,
     RuntimeConfig,
+    ServerConfig,
     Settings,
     StateConfig,
     WorkflowsConfig,
@@ -20,7 +30,13 @@ from roost.config._settings import (
 )
 
 __all__ = [
+    "BUS_ROLES",
+    "DATABASE_ROLES",
+    "ENGINE_ROLES",
     "GRPC_PORTS",
+    "PHASES",
+    "ROLES",
+    "ROLE_BY_NAME",
     "WORKER_ROLES",
     "BusConfig",
     "ClientSettings",
@@ -30,8 +46,10 @@ __all__ = [
     "InferenceConfig",
     "LogConfig",
     "RuntimeConfig",
+    "ServerConfig",
     "Settings",
     "StateConfig",
+    "WorkerRole",
     "WorkflowsConfig",
     "client_config_path",
     "config_path",

@@ -20,7 +20,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from roost.config._settings import GRPC_PORTS, ConfigError, default_home
+from roost.config._roles import GRPC_PORTS
+from roost.config._settings import ConfigError, default_home
 
 _ROLES = tuple(GRPC_PORTS)
 _ENV_PREFIX = "ROOST_CLIENT__"

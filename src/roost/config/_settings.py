@@ -20,7 +20,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from roost.protocol import ErrorCode, RoostError
+from roost.config._roles import ENGINE_ROLES, ROLES, WORKER_ROLES
+from roost.protocol import ENGINE_NAMES, ErrorCode, RoostError
 
 
 class ConfigError(RoostError):
@@ -119,39 +120,35 @@ class WorkflowsConfig(_Section):
     connect_timeout_s: float = Field(15.0, gt=0)
 
 
-#: Every worker role ``roostd`` can start, in start order: the registry and state services
-#: first (everything else registers with the registry), then the other coordination
-#: services, then the data-plane workers. Each runs as ``ROOST_WORKER_ROLE=<role>``.
-WORKER_ROLES: tuple[str, ...] = (
-    "registry",  # gRPC :9090 - agents, models, workers and their capabilities
-    "state",  # gRPC :9092 - sessions, branches, DAG nodes
-    "secret",  # gRPC :9093 - secrets, encrypted at rest
-    "catalog",  # gRPC :9094 - models the engines can serve
-    "harness",  # gRPC :9091 - start, watch, cancel runs; fork and promote sessions
-    "agent",  # Temporal worker: executes durable agent runs; serves tool and agent calls
-    "inference",  # bus service infer (every engine installed on the node)
-    "embedding",  # bus service embed
-    "kv",  # bus service kv: versioned object storage
-    "vec",  # bus service vec: vector storage
-    "projection",  # events stream (JetStream) -> session DAG, for record_events = "projection"
-)
-#: The coordination services and the default port each listens on.
-GRPC_PORTS: dict[str, int] = {
-    "registry": 9090,
-    "harness": 9091,
-    "state": 9092,
-    "secret": 9093,
-    "catalog": 9094,
-}
+class ServerConfig(_Section):
+    """``roost server api`` and ``roost server worker`` (docs/server.md). Each key also has
+    the flag and environment variable of seed 004's table (``--api-port`` / ``API_PORT``)."""
 
-
-#: Roles whose workers run model engines, and the engines there are.
-ENGINE_ROLES: tuple[str, ...] = ("inference", "embedding")
-ENGINE_NAMES: tuple[str, ...] = ("llama-cpp", "sentence-transformers", "ollama", "openai")
+    api_port: int = Field(8080, ge=0, le=65535)
+    """The HTTP API's port (0: any free port, printed at start)."""
+    health_port: int = Field(8081, ge=0, le=65535)
+    """The port of ``/health`` (liveness) and ``/ready`` (readiness)."""
+    bind_address: str = "0.0.0.0"
+    admin_token: str = ""
+    """The static token that guards every route until users and auth exist; empty: the
+    server makes one and keeps it in ``$ROOST_HOME/server/admin-token`` (mode 0600)."""
+    cors_origins: list[str] = []
+    """Origins a browser may call the API from (``["*"]``: any)."""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    disable_tls: bool = False
+    """Serve plain HTTP even if a certificate is configured."""
+    max_body_bytes: int = Field(80 * 1024 * 1024, ge=1024)
+    """The largest request body (an agent bundle is at most 64 MB)."""
+    heartbeat_s: float = Field(15.0, gt=0)
+    """How often an idle event stream sends a keep-alive comment."""
+    page_size: int = Field(50, ge=1, le=1000)
+    """Items per page of a list when the client does not say (at most ``max_page_size``)."""
+    max_page_size: int = Field(200, ge=1, le=10000)
 
 
 def _default_workers() -> dict[str, int | dict[str, int]]:
-    return {role: 0 if role == "projection" else 1 for role in WORKER_ROLES}
+    return {role.name: role.default_count for role in ROLES}
 
 
 class DistributedConfig(_Section):
@@ -303,6 +300,7 @@ class Settings(BaseSettings):
     agents: AgentsConfig = AgentsConfig()
     workflows: WorkflowsConfig = WorkflowsConfig()
     distributed: DistributedConfig = DistributedConfig()
+    server: ServerConfig = ServerConfig()
     log: LogConfig = LogConfig()
 
     @property

@@ -11,15 +11,14 @@ import sys
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from roost.config import WORKER_ROLES, Settings
+from roost.config import BUS_ROLES, DATABASE_ROLES, ENGINE_ROLES, PHASES, WORKER_ROLES, Settings
 from roost.daemon import paths
 from roost.daemon._env import ENGINE_ENV, INDEX_ENV, ROLE_ENV
-from roost.daemon._roles import BUS_ROLES, DATABASE_ROLES, ROLE_RUNNERS
+from roost.daemon._roles import ROLE_RUNNERS
 from roost.protocol import ErrorCode, RoostError
 from roost.supervisor import SupervisorConfig, WorkerSpec
 
 __all__ = [
-    "PHASES",
     "NodePlan",
     "PlanError",
     "PreflightError",
@@ -28,10 +27,6 @@ __all__ = [
     "supervisor_config",
     "worker_argv",
 ]
-
-#: Roles started together, in order; the roles not named here form the last phase. The
-#: registry and state go first: everything else registers with or records into them.
-PHASES: tuple[tuple[str, ...], ...] = (("registry", "state"), ("secret", "catalog", "harness"))
 
 
 class PlanError(RoostError):
@@ -101,7 +96,7 @@ def plan_node(settings: Settings) -> NodePlan:
     from roost.engines import installed_engines
 
     installed = installed_engines()
-    for role in ("inference", "embedding"):
+    for role in ENGINE_ROLES:
         missing_engines = [e for e, _ in config.engine_counts(role) if e and e not in installed]
         if missing_engines:
             raise PlanError(
@@ -109,8 +104,7 @@ def plan_node(settings: Settings) -> NodePlan:
                 f"installed on this node (installed: {', '.join(installed) or 'none'}; the "
                 "embedded engines come with roost[local])"
             )
-    grouped = {role for phase in PHASES for role in phase}
-    groups = [list(phase) for phase in PHASES] + [[r for r in WORKER_ROLES if r not in grouped]]
+    groups = [list(phase) for phase in PHASES]
     argv = worker_argv()
     phases: list[list[WorkerSpec]] = []
     for group in groups:
@@ -170,10 +164,10 @@ async def preflight(settings: Settings, roles: Collection[str]) -> None:
 
 
 async def _check_nats(url: str, timeout: float) -> None:
-    from roost.bus._nats import NatsBus
+    from roost.bus import create_bus
     from roost.protocol import RoostError
 
-    bus = NatsBus(url, client_name="roostd-preflight", connect_timeout=timeout)
+    bus = create_bus("nats", url, client_name="roostd-preflight", connect_timeout=timeout)
     # the client logs every failed attempt; the one error below says it all
     nats_log = logging.getLogger("roost.bus.nats")
     level = nats_log.level

@@ -23,7 +23,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from roost.config import GRPC_PORTS, WORKER_ROLES, Settings
+from roost.config import DATABASE_ROLES, GRPC_PORTS, ROLE_BY_NAME, WORKER_ROLES, Settings
 from roost.daemon._env import ENGINE_ENV, INDEX_ENV
 from roost.supervisor import WorkerLink
 
@@ -31,30 +31,12 @@ if TYPE_CHECKING:
     from roost.platform import Platform
     from roost.stores import RegistryStore, Stores
 
-__all__ = ["BUS_ROLES", "DATABASE_ROLES", "ROLE_RUNNERS", "RoleRunner"]
+__all__ = ["ROLE_RUNNERS", "RoleRunner"]
 
 log = logging.getLogger("roost.daemon")
 
 RoleRunner = Callable[[Settings, WorkerLink, asyncio.Event], Awaitable[None]]
 """``async def runner(settings, link, stop) -> None``: see the module docstring."""
-
-#: Roles whose workers use NATS: every role but the gRPC coordination services. The harness
-#: is both: it serves gRPC and watches runs' events on the bus.
-BUS_ROLES: frozenset[str] = frozenset(
-    {r for r in WORKER_ROLES if r not in GRPC_PORTS} | {"harness"}
-)
-
-#: Roles whose workers open the database (so ``roostd start`` checks that it is reachable).
-DATABASE_ROLES: frozenset[str] = frozenset({"registry", "state", "secret", "harness", "kv", "vec"})
-
-#: The bus services of each data-plane role.
-_BUS_SERVICES: dict[str, tuple[str, ...]] = {
-    "agent": ("tool", "agent"),
-    "inference": ("infer",),
-    "embedding": ("embed",),
-    "kv": ("kv",),
-    "vec": ("vec",),
-}
 
 
 def _index() -> int:
@@ -114,7 +96,7 @@ async def _serve_bus(role: str, settings: Settings, link: WorkerLink, stop: asyn
     executes runs) until ``stop``."""
     from roost.engines import installed_engines
 
-    services: Sequence[str] = _BUS_SERVICES[role]
+    services: Sequence[str] = ROLE_BY_NAME[role].services
     runs = role == "agent"
     platform = await _open_platform(
         settings, database=role in DATABASE_ROLES, runs=runs, worker=runs

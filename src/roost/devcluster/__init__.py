@@ -16,14 +16,32 @@ from roost.devcluster._cluster import (
     dev_cluster_status,
     stop_dev_cluster,
 )
+from roost.devcluster._state import (
+    STATE_VERSION,
+    ClusterPhase,
+    ClusterState,
+    ClusterStateError,
+    ProcessRef,
+    WorkerRef,
+    read_cluster_state,
+    write_cluster_state,
+)
 
 __all__ = [
+    "STATE_VERSION",
+    "ClusterPhase",
+    "ClusterState",
+    "ClusterStateError",
     "DevCluster",
     "DevClusterError",
     "DevClusterStatus",
     "DevPaths",
+    "ProcessRef",
     "Progress",
     "SilentProgress",
+    "WorkerRef",
     "dev_cluster_status",
+    "read_cluster_state",
     "stop_dev_cluster",
+    "write_cluster_state",
 ]

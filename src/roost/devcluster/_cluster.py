@@ -23,26 +23,28 @@ addresses stay stable across restarts.
 
 One cluster runs per home: a lock (``dev/cluster.lock``, held for the cluster's lifetime and
 released by the kernel if its process dies) guards it, and ``dev/cluster.json`` records the
-addresses and the pids of what runs. :func:`dev_cluster_status` reads both;
-:func:`stop_dev_cluster` stops the cluster from another process, or the processes a killed
-one left behind. Nothing here prints: progress goes to a :class:`Progress`.
+addresses and the pids of what runs (a :class:`~roost.devcluster.ClusterState`).
+:func:`dev_cluster_status` reads both; :func:`stop_dev_cluster` stops the cluster from another
+process, or the processes a killed one left behind. Nothing here prints: progress goes to a
+:class:`Progress`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
+
+import msgspec
 
 from roost._proc import (
     free_port,
@@ -55,10 +57,22 @@ from roost._proc import (
     write_atomic,
 )
 from roost.config import GRPC_PORTS, WORKER_ROLES
-from roost.devservers._process import DevServer, DevServerError
+from roost.devcluster._state import (
+    ClusterPhase,
+    ClusterState,
+    ClusterStateError,
+    ProcessRef,
+    WorkerRef,
+    read_cluster_state,
+    write_cluster_state,
+)
+from roost.devservers import DevServer, DevServerError
 from roost.devservers.nats import NatsServer
 from roost.devservers.postgres import PostgresServer
 from roost.devservers.temporal import TemporalServer
+
+if TYPE_CHECKING:
+    from roost.supervisor import SupervisorSnapshot, WorkerSnapshot
 
 __all__ = [
     "DEFAULT_WORKERS",
@@ -72,7 +86,6 @@ __all__ = [
     "stop_dev_cluster",
 ]
 
-STATE_VERSION = 1
 #: Worker processes per role unless told otherwise: one of each, two where the load goes.
 DEFAULT_WORKERS: dict[str, int] = dict.fromkeys(WORKER_ROLES, 1) | {"agent": 2, "inference": 2}
 DATABASE = "roost"
@@ -185,16 +198,21 @@ class DevPaths:
 # --- processes ------------------------------------------------------------------------------
 
 
-def _process_ref(pid: int | None) -> dict[str, Any] | None:
-    return None if pid is None else {"pid": pid, "start": start_ticks(pid)}
+def _process_ref(pid: int | None) -> ProcessRef | None:
+    return None if pid is None else ProcessRef(pid, start_ticks(pid))
 
 
-def _still_ours(ref: Mapping[str, Any]) -> bool:
+def _still_ours(ref: ProcessRef) -> bool:
     """Whether the process ``ref`` recorded still runs (the same one, not a reused pid)."""
-    pid, start = ref.get("pid"), ref.get("start")
-    if not isinstance(pid, int) or not (start is None or isinstance(start, int)):
-        return False
-    return still_running(pid, start)
+    return still_running(ref.pid, ref.start)
+
+
+def _worker_refs(workers: Sequence[WorkerSnapshot]) -> list[WorkerRef]:
+    """What ``cluster.json`` keeps of roostd's workers."""
+    return [
+        WorkerRef(name=w.name, role=w.role, index=w.index, pid=w.pid, state=w.state)
+        for w in workers
+    ]
 
 
 def _terminate(pid: int, sig: int, grace: float) -> None:
@@ -217,12 +235,14 @@ def _one_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _read_state(path: Path) -> dict[str, Any] | None:
+def _read_state(path: Path) -> tuple[ClusterState | None, ClusterStateError | None]:
+    """``cluster.json``, or None and why it cannot be used (no error when there is none)."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None  # absent or mangled: as if no cluster had run
-    return data if isinstance(data, dict) else None
+        return read_cluster_state(path), None
+    except FileNotFoundError:
+        return None, None
+    except ClusterStateError as exc:
+        return None, exc
 
 
 def _last_error(path: Path) -> str:
@@ -246,11 +266,11 @@ def _client_mark(dev_dir: Path) -> str:
     return f"{_CLIENT_MARK}{dev_dir}; removed when it stops\n"
 
 
-def _remove_stale_client(paths: DevPaths, state: Mapping[str, Any]) -> str:
+def _remove_stale_client(paths: DevPaths, state: ClusterState) -> str:
     """Remove the client file a killed cluster of ``paths`` left (recognised by its first
     line, so a file the user wrote since stays); its path, or '' if there was none."""
-    recorded = state.get("client_config")
-    if not isinstance(recorded, str) or not recorded:
+    recorded = state.client_config
+    if not recorded:
         return ""
     path = Path(recorded)
     try:
@@ -267,8 +287,6 @@ def _toml_string(value: str) -> str:
 
 
 # --- the cluster ----------------------------------------------------------------------------
-
-ClusterState = Literal["idle", "starting", "running", "stopping", "stopped"]
 
 
 class DevCluster:
@@ -314,7 +332,7 @@ class DevCluster:
         self.ready_timeout_s = ready_timeout_s
         self.stop_timeout_s = stop_timeout_s
         self.progress: Progress = progress or SilentProgress()
-        self.state: ClusterState = "idle"
+        self.state: ClusterPhase = "idle"
         self.nats: NatsServer | None = None
         self.postgres: PostgresServer | None = None
         self.temporal: TemporalServer | None = None
@@ -327,11 +345,12 @@ class DevCluster:
         """``host:port`` of each coordination service (registry, harness, state, ...)."""
         self.client_written = False
         """Whether :attr:`client_config` is the file this cluster wrote."""
-        self.worker_pids: list[dict[str, Any]] = []
+        self.worker_pids: list[WorkerRef] = []
+        """roostd's workers as last seen (kept current while the cluster runs)."""
         self.started_at: float | None = None
         self._client_text = ""
         self._lock: Any = None  # roost.supervisor.SupervisorLock, held while the cluster runs
-        self._previous: dict[str, Any] = {}
+        self._previous: ClusterState | None = None  # the last cluster's cluster.json
         self._step = "starting the dev cluster"  # for errors: what was under way
 
     # --- properties ---------------------------------------------------------------------
@@ -370,10 +389,17 @@ class DevCluster:
             self.progress.failed(message)
             raise DevClusterError(message) from None
         self._lock = lock
+        try:
+            self._previous = self._read_previous()
+        except DevClusterError as exc:
+            # before the first _record(): the file stays for the roost that understands it
+            lock.release()
+            self._lock = None
+            self.progress.failed(str(exc))
+            raise
         self.state = "starting"
         self.started_at = time.time()
         try:
-            self._previous = _read_state(self.paths.state) or {}
             self._stop_leftovers()
             self._record()
             self._start_nats()
@@ -492,10 +518,9 @@ class DevCluster:
 
     def _preferred_port(self, key: str) -> int | None:
         """The port ``key`` had in the last cluster, if it is free now (stable addresses)."""
-        addresses = self._previous.get("addresses")
-        if not isinstance(addresses, dict):
+        if self._previous is None:
             return None
-        port = _port_of(addresses.get(key))
+        port = _port_of(self._previous.addresses.get(key))
         return port if port is not None and port_free(_HOST, port) else None
 
     def _begin(self, step: str) -> None:
@@ -637,17 +662,12 @@ class DevCluster:
                 raise self._fail("starting roostd", exc) from None
         self._record()
 
-    def _worker_pids(self) -> list[dict[str, Any]] | None:
+    def _worker_pids(self) -> list[WorkerRef] | None:
         """The workers roostd reports (role, index, pid, state); ``None`` if it reports none."""
         found = self._roostd_status()
-        if found is None:
-            return None
-        return [
-            {k: w.get(k) for k in ("name", "role", "index", "pid", "state")}
-            for w in found.get("workers") or []
-        ]
+        return None if found is None else _worker_refs(found.workers)
 
-    def _roostd_status(self) -> dict[str, Any] | None:
+    def _roostd_status(self) -> SupervisorSnapshot | None:
         from roost.daemon import paths
         from roost.supervisor import read_status
 
@@ -665,9 +685,9 @@ class DevCluster:
             if problem:
                 raise DevClusterError(f"starting roostd failed: {problem}")
             snapshot = self._roostd_status()
-            workers: list[dict[str, Any]] = (snapshot or {}).get("workers") or []
-            ready = [w for w in workers if w.get("state") == "ready"]
-            running = snapshot is not None and snapshot.get("state") == "running"
+            workers = snapshot.workers if snapshot is not None else []
+            ready = [w for w in workers if w.state == "ready"]
+            running = snapshot is not None and snapshot.state == "running"
             if running and workers and len(ready) == len(workers):
                 break
             detail = f"starting roostd: {len(ready)}/{expected} workers ready"
@@ -675,16 +695,14 @@ class DevCluster:
                 self.progress.update(detail)
                 shown = detail
             if time.monotonic() >= deadline:
-                waiting = [str(w.get("name")) for w in workers if w.get("state") != "ready"]
+                waiting = [w.name for w in workers if w.state != "ready"]
                 raise DevClusterError(
                     f"roostd's workers were not ready within {self.ready_timeout_s:g}s "
                     f"(still waiting for {', '.join(waiting) or 'roostd to start them'}; "
                     f"logs: {self.paths.node_home / 'logs'})"
                 )
             time.sleep(_POLL_S)
-        self.worker_pids = [
-            {k: w.get(k) for k in ("name", "role", "index", "pid", "state")} for w in workers
-        ]
+        self.worker_pids = _worker_refs(workers)
         self._record()
         counts = ", ".join(f"{r} {n}" for r, n in self.workers.items() if n)
         self.progress.done(f"roostd: {len(workers)} workers ready ({counts})")
@@ -769,14 +787,14 @@ class DevCluster:
         """Stop what a previous cluster of this home left running when its process died (we
         hold the lock, so that process is gone): its Postgres would block ours on the data
         directory, its roostd on the ports."""
-        processes = self._previous.get("processes")
-        if self._previous.get("state") in (None, "stopped") or not isinstance(processes, dict):
+        previous = self._previous
+        if previous is None or previous.state == "stopped":
             return
-        removed = _remove_stale_client(self.paths, self._previous)
+        processes = previous.processes
+        removed = _remove_stale_client(self.paths, previous)
         if removed:
             self.progress.warn(f"removed the stale {removed} of a killed dev cluster")
-        live = [n for n in _STOP_ORDER if isinstance(processes.get(n), dict)]
-        live = [n for n in live if _still_ours(processes[n])]
+        live = [n for n in _STOP_ORDER if n in processes and _still_ours(processes[n])]
         if not live:
             return
         self._begin("stopping what the last dev cluster left running")
@@ -787,6 +805,20 @@ class DevCluster:
         self.progress.done(f"stopped what the last dev cluster left running: {stopped}")
 
     # --- state file ---------------------------------------------------------------------
+
+    def _read_previous(self) -> ClusterState | None:
+        """The last cluster's ``cluster.json``. A mangled one is as if none had run (with a
+        warning); one of another version raises :class:`DevClusterError`, since what that
+        cluster may have left running is unknown here."""
+        try:
+            return read_cluster_state(self.paths.state)
+        except FileNotFoundError:
+            return None
+        except ClusterStateError as exc:
+            if exc.version is not None:
+                raise DevClusterError(str(exc)) from None
+            self.progress.warn(f"{exc}: ignored (it is rewritten)")
+            return None
 
     def _record(self) -> None:
         """Write ``cluster.json``: what runs now, so another process (``roost dev status``,
@@ -807,36 +839,37 @@ class DevCluster:
             processes = {}
             # the addresses stay (the next start reuses their ports if free), also those of
             # the last cluster that this one did not get to start
-            previous = self._previous.get("addresses")
-            if isinstance(previous, dict):
-                addresses = {**previous, **{k: v for k, v in addresses.items() if v}}
-        state = {
-            "version": STATE_VERSION,
-            "state": self.state,
-            "pid": os.getpid(),
-            "home": str(self.paths.home),
-            "started_at": self.started_at,
-            "updated_at": time.time(),
-            "addresses": {k: v for k, v in addresses.items() if v},
-            "processes": {k: v for k, v in processes.items() if v},
-            "workers": dict(self.workers),
-            "worker_pids": self.worker_pids,
-            "client_config": str(self.client_config) if self.client_written else None,
-            "node_home": str(self.paths.node_home),
-            "logs": str(self.paths.logs),
-            "worker_logs": str(self.paths.node_home / "logs"),
-        }
-        write_atomic(self.paths.state, json.dumps(state, indent=2) + "\n")
+            if self._previous is not None:
+                addresses = {
+                    **self._previous.addresses,
+                    **{k: v for k, v in addresses.items() if v},
+                }
+        state = ClusterState(
+            state=self.state,
+            pid=os.getpid(),
+            home=str(self.paths.home),
+            started_at=self.started_at,
+            updated_at=time.time(),
+            addresses={k: v for k, v in addresses.items() if v},
+            processes={k: v for k, v in processes.items() if v is not None},
+            workers=dict(self.workers),
+            worker_pids=list(self.worker_pids),
+            client_config=str(self.client_config) if self.client_written else None,
+            node_home=str(self.paths.node_home),
+            logs=str(self.paths.logs),
+            worker_logs=str(self.paths.node_home / "logs"),
+        )
+        write_cluster_state(self.paths.state, state)
 
 
-def _stop_processes(processes: Mapping[str, Any], names: list[str], grace: float) -> str:
+def _stop_processes(processes: Mapping[str, ProcessRef], names: list[str], grace: float) -> str:
     """Stop the recorded processes ``names`` (in :data:`_STOP_ORDER`); what was stopped."""
     stopped = []
     for name in _STOP_ORDER:
         ref = processes.get(name)
-        if name in names and isinstance(ref, dict) and _still_ours(ref):
-            _terminate(int(ref["pid"]), _STOP_SIGNALS.get(name, signal.SIGTERM), grace)
-            stopped.append(f"{_LABELS[name]} (pid {ref['pid']})")
+        if name in names and ref is not None and _still_ours(ref):
+            _terminate(ref.pid, _STOP_SIGNALS.get(name, signal.SIGTERM), grace)
+            stopped.append(f"{_LABELS[name]} (pid {ref.pid})")
     return ", ".join(stopped)
 
 
@@ -851,12 +884,16 @@ class DevClusterStatus:
     """Whether a ``roost dev up`` holds the cluster of this home."""
     pid: int | None
     """That process's pid."""
-    state: dict[str, Any] | None
-    """``cluster.json`` as written (addresses, pids, worker counts, ...), if there is one."""
+    state: ClusterState | None
+    """``cluster.json`` (addresses, pids, worker counts, ...), if there is one that this roost
+    can read."""
     reason: str
     """Why it is not running (empty when it is)."""
     leftovers: dict[str, int] = field(default_factory=dict)
     """Processes (name: pid) a killed ``dev up`` left running; ``roost dev down`` stops them."""
+    problem: str = ""
+    """Why ``cluster.json`` could not be read: mangled, or of another roost version (empty
+    when it could, or there is none)."""
 
 
 def dev_cluster_status(home: Path) -> DevClusterStatus:
@@ -865,36 +902,39 @@ def dev_cluster_status(home: Path) -> DevClusterStatus:
     from roost.supervisor import lock_holder
 
     paths = DevPaths(Path(home).expanduser().absolute())
-    state = _read_state(paths.state)
+    state, error = _read_state(paths.state)
+    problem = str(error) if error is not None else ""
     holder = lock_holder(paths.lock)
     if holder is not None:
-        pid = holder or (state or {}).get("pid")
-        return DevClusterStatus(True, pid if isinstance(pid, int) else None, state, "")
+        pid = holder or (state.pid if state is not None else None)
+        return DevClusterStatus(True, pid, state, "", problem=problem)
     leftovers: dict[str, int] = {}
-    processes = (state or {}).get("processes")
-    if isinstance(processes, dict):
+    if state is not None:
         for name in _STOP_ORDER:
-            ref = processes.get(name)
-            if isinstance(ref, dict) and _still_ours(ref):
-                leftovers[name] = int(ref["pid"])
-    if state is None:
+            ref = state.processes.get(name)
+            if ref is not None and _still_ours(ref):
+                leftovers[name] = ref.pid
+    if problem:
+        reason = problem  # what runs is unknown: the file says, to a roost that reads it
+    elif state is None:
         reason = f"no dev cluster has run for {paths.home}"
     elif leftovers:
         left = ", ".join(f"{_LABELS[n]} (pid {p})" for n, p in leftovers.items())
         reason = (
-            f"the `roost dev up` process (pid {state.get('pid')}) is gone without stopping; "
+            f"the `roost dev up` process (pid {state.pid}) is gone without stopping; "
             f"still running: {left}"
         )
     else:
         reason = "stopped"
-    return DevClusterStatus(False, None, state, reason, leftovers)
+    return DevClusterStatus(False, None, state, reason, leftovers, problem)
 
 
 def stop_dev_cluster(home: Path, *, timeout: float = 90.0) -> str:
     """Stop the dev cluster of ``home`` from another process: SIGTERM to its ``dev up``
     process, which stops everything in order; wait (up to ``timeout``) for it to exit. With
     no such process, stop what a killed one left running. Returns what was done, in one
-    line ('' when nothing ran); raises :class:`DevClusterError` when it does not stop."""
+    line ('' when nothing ran); raises :class:`DevClusterError` when it does not stop, or
+    when ``cluster.json`` is of another roost version (whose ``dev down`` knows what runs)."""
     paths = DevPaths(Path(home).expanduser().absolute())
     found = dev_cluster_status(paths.home)
     if found.running:
@@ -913,7 +953,9 @@ def stop_dev_cluster(home: Path, *, timeout: float = 90.0) -> str:
                 )
             time.sleep(0.1)
         return f"stopped the dev cluster of {paths.home} (pid {pid})"
-    if found.state is None or found.state.get("state") == "stopped":
+    if found.state is None and not found.problem:
+        return ""  # no cluster has run
+    if found.state is not None and found.state.state == "stopped":
         return ""
     from roost.supervisor import AlreadyRunningError, SupervisorLock
 
@@ -924,15 +966,23 @@ def stop_dev_cluster(home: Path, *, timeout: float = 90.0) -> str:
     except AlreadyRunningError:
         return ""
     try:
-        state = _read_state(paths.state) or {}
-        processes = state.get("processes") or {}
-        stopped = ""
-        if isinstance(processes, dict):
-            stopped = _stop_processes(processes, list(_STOP_ORDER), min(timeout, 30.0))
+        state, error = _read_state(paths.state)
+        if error is not None and error.version is not None:
+            # another roost's cluster: only that roost knows what it may have left running
+            raise DevClusterError(str(error))
+        if state is None:  # none, or mangled: as if no cluster had run (as `dev up` does)
+            return ""
+        stopped = _stop_processes(state.processes, list(_STOP_ORDER), min(timeout, 30.0))
         removed = _remove_stale_client(paths, state)
-        state = {**state, "state": "stopped", "processes": {}, "worker_pids": []}
-        state.update(client_config=None, updated_at=time.time())
-        write_atomic(paths.state, json.dumps(state, indent=2) + "\n")
+        state = msgspec.structs.replace(
+            state,
+            state="stopped",
+            processes={},
+            worker_pids=[],
+            client_config=None,
+            updated_at=time.time(),
+        )
+        write_cluster_state(paths.state, state)
     finally:
         lock.release()
     done = [f"stopped what a killed `roost dev up` left running: {stopped}"] if stopped else []

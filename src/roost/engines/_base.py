@@ -19,12 +19,10 @@ from roost.protocol import (
     ServiceUnavailableError,
     UpstreamError,
 )
-from roost.stores import EngineName, ModelRecord
+from roost.stores import ModelRecord
 
 TokenCallback = Callable[[str], Awaitable[None]]
 """Called with each piece of text a model produces, in order, while it produces it."""
-
-ENGINE_NAMES: tuple[EngineName, ...] = ("llama-cpp", "sentence-transformers", "ollama", "openai")
 
 ENGINE_MISSING = ErrorCode.ENGINE_MISSING
 """Error code: the engine's optional Python package is not installed (not retryable)."""

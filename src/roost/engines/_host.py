@@ -50,11 +50,11 @@ from roost.engines._frames import (
     to_host_decoder,
     write_all,
 )
-from roost.protocol import InvalidRequestError, RoostError
+from roost.protocol import EMBEDDED_ENGINES, InvalidRequestError, RoostError
 
 log = logging.getLogger("roost.engines.host")
 
-HOSTED_ENGINES = ("llama-cpp", "sentence-transformers")
+HOSTED_ENGINES = EMBEDDED_ENGINES  # the engines a host child process runs
 
 _CLOSE_TIMEOUT_S = 10.0
 

@@ -6,17 +6,20 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from roost.engines._base import ENGINE_NAMES, ChatEngine, EmbeddingEngine
-from roost.protocol import InvalidRequestError
+from roost.engines._base import ChatEngine, EmbeddingEngine
+from roost.protocol import (
+    CHAT_ENGINES,
+    EMBEDDING_ENGINES,
+    ENGINE_NAMES,
+    REMOTE_ENGINES,
+    InvalidRequestError,
+)
 from roost.stores import ModelRecord
 
 if TYPE_CHECKING:
     from roost.config import Settings
 
 log = logging.getLogger("roost.engines")
-
-_CHAT_ENGINES = ("llama-cpp", "ollama", "openai")
-_EMBEDDING_ENGINES = ("sentence-transformers", "ollama", "openai")
 
 
 #: The library each engine needs (``roost[local]`` brings the embedded ones).
@@ -92,7 +95,7 @@ class EngineSet:
             raise InvalidRequestError(
                 f"unknown engine {engine!r} (known: {', '.join(ENGINE_NAMES)})"
             )
-        remote = engine in ("ollama", "openai")
+        remote = engine in REMOTE_ENGINES
         key = (engine, base_url.rstrip("/") if remote else "", (api_key or "") if remote else "")
         instance = self._engines.get(key)
         if instance is None:
@@ -140,20 +143,20 @@ class EngineSet:
 
     def chat_engine(self, model: ModelRecord, api_key: str | None = None) -> ChatEngine:
         """The engine that serves chat ``model``."""
-        if model.engine not in _CHAT_ENGINES:
+        if model.engine not in CHAT_ENGINES:
             raise InvalidRequestError(
                 f"model {model.name!r} uses engine {model.engine!r}, which cannot chat "
-                f"(chat engines: {', '.join(_CHAT_ENGINES)})"
+                f"(chat engines: {', '.join(CHAT_ENGINES)})"
             )
         engine: ChatEngine = self.get(model.engine, model.base_url, api_key)
         return engine
 
     def embedding_engine(self, model: ModelRecord, api_key: str | None = None) -> EmbeddingEngine:
         """The engine that serves embedding ``model``."""
-        if model.engine not in _EMBEDDING_ENGINES:
+        if model.engine not in EMBEDDING_ENGINES:
             raise InvalidRequestError(
                 f"model {model.name!r} uses engine {model.engine!r}, which cannot embed "
-                f"(embedding engines: {', '.join(_EMBEDDING_ENGINES)})"
+                f"(embedding engines: {', '.join(EMBEDDING_ENGINES)})"
             )
         engine: EmbeddingEngine = self.get(model.engine, model.base_url, api_key)
         return engine

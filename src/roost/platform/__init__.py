@@ -2,21 +2,22 @@
 (:class:`Platform`), or a running deployment seen from a client (:class:`RemotePlatform`)."""
 
 from roost.platform._api import PlatformAPI, RunControl
+from roost.platform._deploy import AgentDeployer
 from roost.platform._harness_rpc import HarnessServicer, RemoteHarness, coordination_servicers
-from roost.platform._local import (
-    LOCAL_SERVICES,
-    Platform,
-    kv_commits_at,
-    model_record,
-)
+from roost.platform._local import LOCAL_SERVICES, Platform
+from roost.platform._models import MODEL_CACHE_S, ModelCatalog, model_record
 from roost.platform._presence import WorkerPresence, default_node, engines_served, serving
 from roost.platform._remote import RemotePlatform, remote_stores
+from roost.platform._sessions import fork_session, kv_commits_at
 from roost.stores import AvailableModel
 
 __all__ = [
     "LOCAL_SERVICES",
+    "MODEL_CACHE_S",
+    "AgentDeployer",
     "AvailableModel",
     "HarnessServicer",
+    "ModelCatalog",
     "Platform",
     "PlatformAPI",
     "RemoteHarness",
@@ -26,6 +27,7 @@ __all__ = [
     "coordination_servicers",
     "default_node",
     "engines_served",
+    "fork_session",
     "kv_commits_at",
     "model_record",
     "remote_stores",

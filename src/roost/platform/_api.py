@@ -11,10 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
-from roost.agents._deps import OutputCallback
+from roost.agents import OutputCallback
 from roost.protocol import CompleteMessage
-from roost.runtime import EventCallback, RunResult
-from roost.runtime._executor import RunInfo
+from roost.runtime import EventCallback, RunInfo, RunResult, RunStarted
 from roost.stores import (
     AgentRecord,
     AvailableModel,
@@ -85,6 +84,13 @@ class PlatformAPI(Protocol):
         the field and the problem."""
         ...
 
+    async def deploy_bundle(
+        self, bundle: bytes, *, source: str = "", on_output: OutputCallback | None = None
+    ) -> AgentRecord:
+        """Deploy an agent folder packed by :func:`~roost.agents.pack_folder` (as a client
+        uploads it); ``source`` names it in errors. Otherwise as :meth:`deploy`."""
+        ...
+
     async def get_agent(self, name: str) -> AgentRecord:
         """The latest deployed version of agent ``name``."""
         ...
@@ -111,6 +117,21 @@ class PlatformAPI(Protocol):
         ``session`` continues a session (name or id; a new one when None) on ``branch``
         (its main branch when None); ``on_event`` gets the run's events live; ``run_id``
         names the run (so a client can steer it while it runs)."""
+        ...
+
+    async def start(
+        self,
+        agent: str,
+        input: Any,
+        *,
+        session: str | None = None,
+        branch: str | None = None,
+        timeout_s: float | None = None,
+        run_id: str | None = None,
+    ) -> RunStarted:
+        """Start a run of ``agent`` on ``input`` and return at once: its session, branch and
+        id, to follow it with :meth:`RunControl.wait`. Arguments as for :meth:`run`; a
+        ``run_id`` that already exists returns that run instead of starting another."""
         ...
 
     # --- sessions ---------------------------------------------------------------------

@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-import tempfile
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
 import msgspec
 
-from roost.agents import BundleError, ManifestError, unpack_bundle
 from roost.protocol import (
     CompleteMessage,
     EventMessage,
@@ -30,21 +26,20 @@ from roost.protocol import (
     decode,
     encode,
 )
-from roost.rpc import RpcClient, RpcService, abort_with
-from roost.rpc._convert import (
+from roost.rpc import RpcClient, RpcService, ServicerBase, abort_with, rpc_method
+from roost.rpc.wire import (
+    Context,
     agent_from_pb,
     agent_to_pb,
     branch_from_pb,
     branch_to_pb,
+    harness_pb2_grpc,
     opt,
     session_from_pb,
     session_to_pb,
 )
-from roost.rpc._gen import harness_pb2 as pb
-from roost.rpc._gen import harness_pb2_grpc
-from roost.rpc._service import Context, ServicerBase, rpc_method
-from roost.runtime import EventCallback, RunResult
-from roost.runtime._executor import RunInfo
+from roost.rpc.wire import harness_pb2 as pb
+from roost.runtime import EventCallback, RunInfo, RunResult, RunStarted
 from roost.stores import AgentRecord, Branch
 
 if TYPE_CHECKING:
@@ -58,6 +53,13 @@ DEPLOY_TIMEOUT_S = 1800.0
 DEPLOY_LOG_KEY = "roost-deploy-log-bin"
 """Trailing metadata of a Deploy reply: the end of the install's output (binary: ``-bin``)."""
 DEPLOY_LOG_BYTES = 3500  # gRPC caps metadata at 8 KB by default
+
+
+def _run_input(request: pb.RunRequest) -> Any:
+    try:
+        return msgspec.json.decode(request.input_json) if request.input_json else None
+    except msgspec.DecodeError as exc:
+        raise InvalidRequestError(f"the run's input is not JSON: {exc}") from None
 
 
 def _run_info_to_pb(info: RunInfo) -> pb.RunInfo:
@@ -101,23 +103,10 @@ class HarnessServicer(ServicerBase, harness_pb2_grpc.HarnessServicer):
 
     @rpc_method
     async def Deploy(self, request: pb.DeployRequest, context: Context) -> pb.DeployReply:
-        scratch = self.platform.settings.home / "tmp"
-        scratch.mkdir(parents=True, exist_ok=True)
-        folder = Path(tempfile.mkdtemp(prefix="deploy-", dir=scratch))
-        try:
-            try:
-                await asyncio.to_thread(unpack_bundle, request.bundle, folder / "agent")
-            except BundleError as exc:
-                raise InvalidRequestError(f"{request.source or 'agent bundle'}: {exc}") from None
-            output: deque[str] = deque(maxlen=200)
-            try:
-                record = await self.platform.deploy(folder / "agent", on_output=output.append)
-            except ManifestError as exc:
-                # name the client's folder, not this server's scratch copy of it
-                message = str(exc).replace(str(folder / "agent"), request.source or "agent")
-                raise InvalidRequestError(message) from None
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
+        output: deque[str] = deque(maxlen=200)
+        record = await self.platform.deploy_bundle(
+            request.bundle, source=request.source, on_output=output.append
+        )
         # the install's output, at the end: the last lines that fit in trailing metadata
         tail = "\n".join(output).encode()[-DEPLOY_LOG_BYTES:]
         context.set_trailing_metadata(((DEPLOY_LOG_KEY, tail),))
@@ -132,9 +121,9 @@ class HarnessServicer(ServicerBase, harness_pb2_grpc.HarnessServicer):
 
     async def Run(self, request: pb.RunRequest, context: Context) -> AsyncIterator[pb.RunUpdate]:
         try:
-            agent_input = msgspec.json.decode(request.input_json) if request.input_json else None
-        except msgspec.DecodeError as exc:
-            await abort_with(context, InvalidRequestError(f"the run's input is not JSON: {exc}"))
+            agent_input = _run_input(request)
+        except InvalidRequestError as exc:
+            await abort_with(context, exc)
         async for update in self._stream(
             context,
             request.events,
@@ -149,6 +138,20 @@ class HarnessServicer(ServicerBase, harness_pb2_grpc.HarnessServicer):
             ),
         ):
             yield update
+
+    @rpc_method
+    async def Start(self, request: pb.RunRequest, context: Context) -> pb.RunStarted:
+        started = await self.platform.start(
+            request.agent,
+            _run_input(request),
+            session=opt(request, "session"),
+            branch=opt(request, "branch"),
+            timeout_s=opt(request, "timeout_s"),
+            run_id=opt(request, "run_id"),
+        )
+        return pb.RunStarted(
+            session=session_to_pb(started.session), branch=started.branch, run_id=started.run_id
+        )
 
     async def Wait(self, request: pb.WaitRequest, context: Context) -> AsyncIterator[pb.RunUpdate]:
         harness = self.platform.harness
@@ -301,6 +304,29 @@ class RemoteHarness(RpcClient):
         # no deadline shorter than the run itself: the server's run timeout ends it
         deadline = (timeout_s or 24 * 3600.0) + _STREAM_SLACK_S
         return await self._stream("Run", request, on_event, deadline)
+
+    async def start(
+        self,
+        agent: str,
+        input: Any,
+        *,
+        session: str | None = None,
+        branch: str | None = None,
+        timeout_s: float | None = None,
+        run_id: str | None = None,
+    ) -> RunStarted:
+        request = pb.RunRequest(
+            agent=agent,
+            input_json=msgspec.json.encode(input),
+            session=session,
+            branch=branch,
+            timeout_s=timeout_s,
+            run_id=run_id,
+        )
+        reply = await self.call("Start", request, pb.RunStarted)
+        return RunStarted(
+            session=session_from_pb(reply.session), branch=reply.branch, run_id=reply.run_id
+        )
 
     async def wait(
         self,

@@ -13,14 +13,13 @@ import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from roost.agents import BundleError, ManifestError, load_manifest, pack_folder
-from roost.agents._deps import OutputCallback
+from roost.agents import BundleError, ManifestError, OutputCallback, load_manifest, pack_folder
 from roost.config import ClientSettings, Settings
 from roost.platform._harness_rpc import RemoteHarness
-from roost.platform._local import model_record
+from roost.platform._models import model_record
 from roost.protocol import NotFoundError
 from roost.rpc import CatalogClient, RemoteRegistryStore, RemoteSecretStore, RemoteStateStore
-from roost.runtime import EventCallback, RunResult
+from roost.runtime import EventCallback, RunResult, RunStarted
 from roost.stores import AgentRecord, AvailableModel, Branch, ModelRecord, Node, Session, Stores
 
 
@@ -83,7 +82,12 @@ class RemotePlatform:
             bundle = await asyncio.to_thread(pack_folder, folder)
         except BundleError as exc:
             raise ManifestError(folder / "agent.toml", "", str(exc)) from None
-        return await self.harness.deploy(bundle, str(folder), on_output=on_output)
+        return await self.deploy_bundle(bundle, source=str(folder), on_output=on_output)
+
+    async def deploy_bundle(
+        self, bundle: bytes, *, source: str = "", on_output: OutputCallback | None = None
+    ) -> AgentRecord:
+        return await self.harness.deploy(bundle, source, on_output=on_output)
 
     async def get_agent(self, name: str) -> AgentRecord:
         record = await self.registry.get_agent(name)
@@ -119,6 +123,20 @@ class RemotePlatform:
             timeout_s=timeout_s,
             on_event=on_event,
             run_id=run_id,
+        )
+
+    async def start(
+        self,
+        agent: str,
+        input: Any,
+        *,
+        session: str | None = None,
+        branch: str | None = None,
+        timeout_s: float | None = None,
+        run_id: str | None = None,
+    ) -> RunStarted:
+        return await self.harness.start(
+            agent, input, session=session, branch=branch, timeout_s=timeout_s, run_id=run_id
         )
 
     # --- sessions ----------------------------------------------------------------------

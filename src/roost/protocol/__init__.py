@@ -6,7 +6,16 @@ on this package and never the other way round.
 
 from roost.protocol import _subjects as subjects
 from roost.protocol._codec import decode, dumps, encode, from_body, loads, to_body
+from roost.protocol._engines import (
+    CHAT_ENGINES,
+    EMBEDDED_ENGINES,
+    EMBEDDING_ENGINES,
+    ENGINE_NAMES,
+    REMOTE_ENGINES,
+    EngineName,
+)
 from roost.protocol._errors import (
+    NON_RETRYABLE_CODES,
     RETRYABLE_CODES,
     AgentError,
     ErrorCode,
@@ -65,7 +74,13 @@ from roost.protocol._payloads import (
 )
 
 __all__ = [
+    "CHAT_ENGINES",
+    "EMBEDDED_ENGINES",
+    "EMBEDDING_ENGINES",
+    "ENGINE_NAMES",
+    "NON_RETRYABLE_CODES",
     "PROTOCOL_VERSION",
+    "REMOTE_ENGINES",
     "RETRYABLE_CODES",
     "AgentCall",
     "AgentCallResult",
@@ -77,6 +92,7 @@ __all__ = [
     "CompleteMessage",
     "EmbedRequest",
     "EmbedResult",
+    "EngineName",
     "ErrorCode",
     "ErrorInfo",
     "EventMessage",

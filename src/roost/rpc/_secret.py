@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import grpc.aio
 
-from roost.protocol._errors import AUTH
+from roost.protocol import ErrorCode
 from roost.rpc._client import RpcClient
 from roost.rpc._gen import secret_pb2 as pb
 from roost.rpc._gen import secret_pb2_grpc
@@ -66,7 +66,7 @@ class RemoteSecretStore(RpcClient):
     problem on the service's side arrives as :class:`~roost.stores.SecretKeyError`."""
 
     service_name = _SERVICE
-    error_types = {AUTH: SecretKeyError}
+    error_types = {ErrorCode.AUTH: SecretKeyError}
 
     async def put(self, name: str, value: str) -> None:
         await self.call("Put", pb.PutSecretRequest(name=name, value=value), pb.PutSecretReply)

@@ -14,19 +14,29 @@ from roost._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from roost.runtime._context import KV, AgentContext, Vectors
-    from roost.runtime._dispatch import BusDispatcher, Dispatcher, EngineRouter
+    from roost.runtime._dispatch import BusDispatcher, Dispatcher, EngineRouter, dispatch_request
     from roost.runtime._events import EVENTS_STREAM, EventLog, EventProjection
     from roost.runtime._executor import (
-        AgentResolver,
         Executor,
-        HistoryLoader,
         InProcessExecutor,
+        RunInfo,
+        RunStatus,
+        completion,
+        run_agent,
     )
-    from roost.runtime._harness import EventCallback, Harness, RunResult, StateRecorder
+    from roost.runtime._harness import (
+        EventCallback,
+        Harness,
+        RunResult,
+        RunStarted,
+        StateRecorder,
+        branch_history,
+    )
     from roost.runtime._process import ProcessRuntime
     from roost.runtime._provider import ProviderEndpoint
     from roost.runtime._recorder import NullRecorder, Recorder
     from roost.runtime._runtimes import AgentRuntime, ChatRuntime, PythonRuntime, prompt_of
+    from roost.runtime._wiring import AgentResolver, HistoryLoader, RunDefaults, RunWiring
 
 #: Where each public name lives.
 _MODULES: dict[str, str] = {
@@ -36,19 +46,28 @@ _MODULES: dict[str, str] = {
     "BusDispatcher": "._dispatch",
     "Dispatcher": "._dispatch",
     "EngineRouter": "._dispatch",
+    "dispatch_request": "._dispatch",
     "NullRecorder": "._recorder",
     "Recorder": "._recorder",
     "EVENTS_STREAM": "._events",
     "EventLog": "._events",
     "EventProjection": "._events",
-    "AgentResolver": "._executor",
     "Executor": "._executor",
-    "HistoryLoader": "._executor",
     "InProcessExecutor": "._executor",
+    "RunInfo": "._executor",
+    "RunStatus": "._executor",
+    "completion": "._executor",
+    "run_agent": "._executor",
+    "AgentResolver": "._wiring",
+    "HistoryLoader": "._wiring",
+    "RunDefaults": "._wiring",
+    "RunWiring": "._wiring",
     "EventCallback": "._harness",
     "Harness": "._harness",
     "RunResult": "._harness",
+    "RunStarted": "._harness",
     "StateRecorder": "._harness",
+    "branch_history": "._harness",
     "ProcessRuntime": "._process",
     "ProviderEndpoint": "._provider",
     "AgentRuntime": "._runtimes",
@@ -83,8 +102,17 @@ __all__ = [
     "ProviderEndpoint",
     "PythonRuntime",
     "Recorder",
+    "RunDefaults",
+    "RunInfo",
     "RunResult",
+    "RunStarted",
+    "RunStatus",
+    "RunWiring",
     "StateRecorder",
     "Vectors",
+    "branch_history",
+    "completion",
+    "dispatch_request",
     "prompt_of",
+    "run_agent",
 ]

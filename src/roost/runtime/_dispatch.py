@@ -156,6 +156,8 @@ class BusDispatcher:
         self.agent_version = agent_version
         self._usage = Usage()
         self._random = random.Random()
+        self.question = ""
+        """The question the run waits on (``ctx.ask``), while it waits."""
 
     @property
     def usage(self) -> Usage:
@@ -226,6 +228,7 @@ class BusDispatcher:
                 await delivery.respond(b"already answered")
 
         sub = await self.bus.subscribe(subjects.run_answer(self.invocation.id), on_answer)
+        self.question = question
         try:
             await self.emit("question", {"message": question, "question": question})
             try:
@@ -234,7 +237,9 @@ class BusDispatcher:
                 raise ServiceTimeoutError(
                     f"no answer to {question!r} within {timeout:g}s"
                 ) from None
+            self.question = ""
             await self.emit("answer", {"message": answer, "answer": answer})
             return answer
         finally:
+            self.question = ""
             await sub.unsubscribe()

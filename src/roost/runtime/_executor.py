@@ -7,15 +7,15 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from roost.agents import AgentManifest, parse_manifest
-from roost.bus import Bus
 from roost.protocol import (
     AgentError,
     CompleteMessage,
+    ErrorCode,
     ErrorInfo,
     InvalidRequestError,
     InvokeMessage,
@@ -26,20 +26,13 @@ from roost.protocol import (
     Usage,
     subjects,
 )
-from roost.protocol._errors import CANCELLED, INTERNAL, TIMEOUT
 from roost.runtime._context import AgentContext
-from roost.runtime._dispatch import BusDispatcher, EngineRouter
-from roost.runtime._events import EventLog
-from roost.runtime._recorder import Recorder
+from roost.runtime._dispatch import BusDispatcher
 from roost.runtime._runtimes import AgentRuntime
+from roost.runtime._wiring import AgentResolver, HistoryLoader, RunWiring
 from roost.stores import AgentRecord, Node
 
 log = logging.getLogger("roost.runtime")
-
-AgentResolver = Callable[[str, int], Awaitable[AgentRecord]]
-"""``(name, version)`` to the agent's record (version 0: the latest)."""
-HistoryLoader = Callable[[InvokeMessage, Node | None], Awaitable[list[tuple[Any, Any]]]]
-"""The earlier (input, output) pairs of an invocation's branch, given its recorded node."""
 
 
 RunStatus = Literal["running", "completed", "failed", "cancelled", "timed_out", "unknown"]
@@ -92,32 +85,8 @@ class Executor(Protocol):
 class InProcessExecutor:
     """Runs agents in this process: fast, simple, not durable (a crash loses the run)."""
 
-    def __init__(
-        self,
-        bus: Bus,
-        recorder: Recorder,
-        resolve_agent: AgentResolver,
-        runtimes: dict[str, AgentRuntime],
-        *,
-        load_history: HistoryLoader | None = None,
-        default_chat_model: str = "",
-        default_embedding_model: str = "",
-        request_timeout_s: float = 30.0,
-        infer_timeout_s: float = 120.0,
-        events: EventLog | None = None,
-        router: EngineRouter | None = None,
-    ) -> None:
-        self.bus = bus
-        self.recorder = recorder
-        self.events = events or EventLog(bus, recorder)
-        self.router = router
-        self.resolve_agent = resolve_agent
-        self.runtimes = runtimes
-        self.load_history = load_history
-        self.default_chat_model = default_chat_model
-        self.default_embedding_model = default_embedding_model
-        self.request_timeout_s = request_timeout_s
-        self.infer_timeout_s = infer_timeout_s
+    def __init__(self, wiring: RunWiring) -> None:
+        self.wiring = wiring
         self.keep_finished = 200
         self._runs: dict[str, _LocalRun] = {}
 
@@ -167,14 +136,17 @@ class InProcessExecutor:
     async def answer(self, run_id: str, text: str) -> None:
         self._run(run_id)
         try:
-            reply = await self.bus.request(subjects.run_answer(run_id), text.encode(), 5.0)
+            reply = await self.wiring.bus.request(subjects.run_answer(run_id), text.encode(), 5.0)
         except NoRespondersError:
             raise InvalidRequestError(f"run {run_id} is not waiting for an answer") from None
         if reply != b"ok":
             raise InvalidRequestError(f"run {run_id}: {reply.decode()}")
 
     async def get_run(self, run_id: str) -> RunInfo:
-        return self._run(run_id).info
+        run = self._run(run_id)
+        if run.dispatcher is not None and run.dispatcher.question:
+            return dataclasses.replace(run.info, question=run.dispatcher.question)
+        return run.info
 
     async def list_runs(self, *, limit: int = 50) -> list[RunInfo]:
         runs = sorted((r.info for r in self._runs.values()), key=lambda i: -i.started_at)
@@ -191,23 +163,23 @@ class InProcessExecutor:
 
     async def _execute(self, invocation: InvokeMessage) -> CompleteMessage:
         started = time.perf_counter()
-        invoke_node = await self.recorder.record(invocation)
-        dispatcher = BusDispatcher(
-            self.bus, self.recorder, invocation, events=self.events, router=self.router
-        )
+        wiring = self.wiring
+        invoke_node = await wiring.recorder.record(invocation)
+        dispatcher = wiring.dispatcher(invocation)
+        self._runs[invocation.id].dispatcher = dispatcher
         output: Any = None
         error: ErrorInfo | None = None
         try:
-            record = await self.resolve_agent(invocation.agent, invocation.agent_version)
+            record = await wiring.resolve_agent(invocation.agent, invocation.agent_version)
             manifest = parse_manifest(record.manifest, f"{record.path}/agent.toml")
             dispatcher.agent_version = record.version
             ctx = await self._context(invocation, invoke_node, dispatcher, manifest)
-            output, error = await run_agent(self.runtimes, ctx, record, manifest)
+            output, error = await run_agent(wiring.runtimes, ctx, record, manifest)
         except RoostError as exc:
             error = exc.to_info()
         except asyncio.CancelledError:
             # The run's own task: cancelling it ends the run with a recorded completion.
-            error = ErrorInfo(code=CANCELLED, message="the run was cancelled")
+            error = ErrorInfo(code=ErrorCode.CANCELLED, message="the run was cancelled")
         return await self._complete(invocation, started, dispatcher, output, error)
 
     async def _context(
@@ -217,14 +189,15 @@ class InProcessExecutor:
         dispatcher: BusDispatcher,
         manifest: AgentManifest,
     ) -> AgentContext:
-        history = await self.load_history(invocation, invoke_node) if self.load_history else []
+        load_history, defaults = self.wiring.load_history, self.wiring.defaults
+        history = await load_history(invocation, invoke_node) if load_history else []
         return AgentContext(
             invocation,
             dispatcher,
-            chat_model=manifest.models.chat or self.default_chat_model,
-            embedding_model=manifest.models.embedding or self.default_embedding_model,
-            request_timeout_s=self.request_timeout_s,
-            infer_timeout_s=self.infer_timeout_s,
+            chat_model=manifest.models.chat or defaults.chat_model,
+            embedding_model=manifest.models.embedding or defaults.embedding_model,
+            request_timeout_s=defaults.request_timeout_s,
+            infer_timeout_s=defaults.infer_timeout_s,
             history=history,
         )
 
@@ -238,7 +211,7 @@ class InProcessExecutor:
     ) -> CompleteMessage:
         duration_ms = (time.perf_counter() - started) * 1000
         complete = completion(invocation, output, error, dispatcher.usage, duration_ms)
-        await self.recorder.record(complete)
+        await self.wiring.recorder.record(complete)
         return complete
 
     async def close(self) -> None:
@@ -249,7 +222,7 @@ class InProcessExecutor:
 
 
 async def run_agent(
-    runtimes: dict[str, AgentRuntime],
+    runtimes: Mapping[str, AgentRuntime],
     ctx: AgentContext,
     record: AgentRecord,
     manifest: AgentManifest,
@@ -306,12 +279,13 @@ def completion(
 class _LocalRun:
     info: RunInfo
     task: asyncio.Task[CompleteMessage]
+    dispatcher: BusDispatcher | None = None
 
 
 def _status_of(code: str) -> RunStatus:
-    if code == CANCELLED:
+    if code == ErrorCode.CANCELLED:
         return "cancelled"
-    return "timed_out" if code == TIMEOUT else "failed"
+    return "timed_out" if code == ErrorCode.TIMEOUT else "failed"
 
 
 def _jsonable(value: Any) -> Any:
@@ -324,7 +298,6 @@ def _jsonable(value: Any) -> Any:
 
 
 __all__ = [
-    "INTERNAL",
     "AgentResolver",
     "Executor",
     "HistoryLoader",

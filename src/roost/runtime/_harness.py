@@ -59,6 +59,15 @@ class RunResult:
         return self.complete.output
 
 
+@dataclass(frozen=True)
+class RunStarted:
+    """A run that has begun: where it runs and its id (what a client needs to follow it)."""
+
+    session: Session
+    branch: str
+    run_id: str
+
+
 class Harness:
     """Starts agent runs on sessions. ``run`` is the one entry point the CLI, the agent
     service and the API use."""

@@ -63,8 +63,7 @@ from typing import Any
 import httpx
 
 from roost._proc import free_port, guarded_argv, signal_group
-from roost.agents import AgentManifest
-from roost.agents._deps import agent_path, agent_venv
+from roost.agents import AgentManifest, agent_path, agent_venv
 from roost.protocol import AgentError, ServiceTimeoutError, dumps
 from roost.runtime._context import AgentContext
 from roost.runtime._provider import ProviderEndpoint

@@ -28,17 +28,14 @@ with an HTTP status derived from the roost error code (``not_found`` 404, ``inva
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import json
 import logging
 import secrets
 import socket
-import struct
 import time
 import uuid
-from collections.abc import AsyncIterator, Generator, Iterator
-from typing import Any, Literal, TypeVar
+from collections.abc import Generator, Iterator
+from typing import Any, TypeVar
 
 import msgspec
 import uvicorn
@@ -47,114 +44,37 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from roost.protocol import (
-    ChatMessage,
-    ChatResult,
     ErrorCode,
     InvalidRequestError,
     RoostError,
-    ToolCall,
-    ToolSpec,
     VectorItem,
 )
 from roost.runtime._context import KV, AgentContext
+from roost.wire import (
+    ChatCompletionRequest,
+    EmbeddingRequest,
+    assistant_message,
+    decode_body,
+    encode_vector,
+    error_body,
+    finish_reason,
+    messages_of,
+    sse_events,
+    status_for,
+    stream_chunks,
+    tools_of,
+    usage_of,
+)
 
 log = logging.getLogger("roost.provider")
 
 T = TypeVar("T")
-
-_STATUS_BY_CODE: dict[str, int] = {
-    ErrorCode.INVALID_MESSAGE: 400,
-    ErrorCode.INVALID_REQUEST: 400,
-    ErrorCode.INVALID_CONFIG: 400,
-    ErrorCode.INVALID_MANIFEST: 400,
-    ErrorCode.UNKNOWN_OP: 400,
-    ErrorCode.AUTH: 401,
-    ErrorCode.NOT_FOUND: 404,
-    ErrorCode.CANCELLED: 409,
-    ErrorCode.RATE_LIMITED: 429,
-    ErrorCode.INTERNAL: 500,
-    ErrorCode.UNEXPECTED: 500,
-    ErrorCode.UPSTREAM: 502,
-    ErrorCode.AGENT_FAILED: 502,
-    ErrorCode.TOOL_FAILED: 502,
-    ErrorCode.NO_RESPONDERS: 503,
-    ErrorCode.UNAVAILABLE: 503,
-    ErrorCode.ENGINE_MISSING: 503,
-    ErrorCode.ENGINE_START_FAILED: 503,
-    ErrorCode.ENGINE_CRASH_LOOP: 503,
-    ErrorCode.TIMEOUT: 504,
-}
-"""The HTTP status of every roost error code (a test checks that none is missing)."""
-
-_FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
 
 
 class AuthError(RoostError):
     """A provider request without a valid per-invocation bearer token."""
 
     code = ErrorCode.AUTH
-
-
-def status_for(error: RoostError) -> int:
-    """The HTTP status the provider answers a roost error with."""
-    return _STATUS_BY_CODE.get(error.code, 500)
-
-
-# --- OpenAI request shapes (unknown fields are ignored, as OpenAI-compatible servers do) ---
-
-
-class _FunctionCallIn(msgspec.Struct):
-    name: str
-    arguments: str | dict[str, Any] = "{}"
-
-
-class _ToolCallIn(msgspec.Struct):
-    function: _FunctionCallIn
-    id: str = ""
-    type: str = "function"
-
-
-class _MessageIn(msgspec.Struct):
-    role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[dict[str, Any]] | None = None
-    tool_calls: list[_ToolCallIn] | None = None
-    tool_call_id: str | None = None
-    name: str | None = None
-
-
-class _FunctionDefIn(msgspec.Struct):
-    name: str
-    description: str | None = None
-    parameters: dict[str, Any] | None = None
-
-
-class _ToolIn(msgspec.Struct):
-    function: _FunctionDefIn
-    type: str = "function"
-
-
-class _StreamOptionsIn(msgspec.Struct):
-    include_usage: bool = False
-
-
-class _ChatIn(msgspec.Struct):
-    messages: list[_MessageIn]
-    model: str = ""
-    tools: list[_ToolIn] | None = None
-    tool_choice: Any = None
-    temperature: float | None = None
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    n: int | None = None
-    stream: bool | None = False
-    stream_options: _StreamOptionsIn | None = None
-
-
-class _EmbedIn(msgspec.Struct):
-    input: str | list[str]
-    model: str = ""
-    encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = None
 
 
 class _UpsertIn(msgspec.Struct):
@@ -375,13 +295,13 @@ class ProviderEndpoint:
 
     async def _chat(self, request: Request) -> Response:
         ctx = self._context_of(request)
-        body = _decode(await request.body(), _ChatIn)
+        body = decode_body(await request.body(), ChatCompletionRequest)
         if body.n not in (None, 1):
             raise InvalidRequestError("only n=1 is supported")
-        tools = [] if body.tool_choice == "none" else _tools_of(body.tools or [])
+        tools = [] if body.tool_choice == "none" else tools_of(body.tools or [])
         model = "" if body.model in ("", "default") else body.model
         result = await ctx.infer(
-            _messages_of(body.messages),
+            messages_of(body.messages),
             model=model,
             tools=tools,
             temperature=body.temperature,
@@ -393,9 +313,9 @@ class ProviderEndpoint:
         model_name = result.model or model or ctx.chat_model or "default"
         if body.stream:
             include_usage = body.stream_options is not None and body.stream_options.include_usage
-            chunks = _stream_chunks(result, completion_id, created, model_name, include_usage)
+            chunks = stream_chunks(result, completion_id, created, model_name, include_usage)
             return StreamingResponse(
-                _sse(chunks),
+                sse_events(chunks),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
@@ -409,18 +329,18 @@ class ProviderEndpoint:
                 "choices": [
                     {
                         "index": 0,
-                        "message": _assistant_message(result),
-                        "finish_reason": _finish_reason(result),
+                        "message": assistant_message(result),
+                        "finish_reason": finish_reason(result),
                         "logprobs": None,
                     }
                 ],
-                "usage": _usage(result),
+                "usage": usage_of(result),
             }
         )
 
     async def _embeddings(self, request: Request) -> Response:
         ctx = self._context_of(request)
-        body = _decode(await request.body(), _EmbedIn)
+        body = decode_body(await request.body(), EmbeddingRequest)
         inputs = [body.input] if isinstance(body.input, str) else body.input
         if not inputs:
             raise InvalidRequestError("'input' must not be empty")
@@ -437,7 +357,7 @@ class ProviderEndpoint:
             {
                 "object": "embedding",
                 "index": i,
-                "embedding": _encode_vector(vector, body.encoding_format),
+                "embedding": encode_vector(vector, body.encoding_format),
             }
             for i, vector in enumerate(result.vectors)
         ]
@@ -488,13 +408,13 @@ class ProviderEndpoint:
 
     async def _vec_upsert(self, request: Request) -> Response:
         ctx = self._context_of(request)
-        body = _decode(await request.body(), _UpsertIn)
+        body = decode_body(await request.body(), _UpsertIn)
         count = await ctx.vectors.upsert(request.path_params["collection"], body.items)
         return _json({"count": count})
 
     async def _vec_search(self, request: Request) -> Response:
         ctx = self._context_of(request)
-        body = _decode(await request.body(), _SearchIn)
+        body = decode_body(await request.body(), _SearchIn)
         hits = await ctx.vectors.search(
             request.path_params["collection"], body.vector, k=body.k, where=body.where
         )
@@ -502,7 +422,7 @@ class ProviderEndpoint:
 
     async def _vec_delete(self, request: Request) -> Response:
         ctx = self._context_of(request)
-        body = _decode(await request.body(), _DeleteIn)
+        body = decode_body(await request.body(), _DeleteIn)
         count = await ctx.vectors.delete(request.path_params["collection"], body.ids)
         return _json({"count": count})
 
@@ -510,13 +430,13 @@ class ProviderEndpoint:
 
     async def _tool(self, request: Request) -> Response:
         ctx = self._context_of(request)
-        arguments = _decode(await request.body() or b"{}", dict[str, Any])
+        arguments = decode_body(await request.body() or b"{}", dict[str, Any])
         result = await ctx.call_tool(request.path_params["name"], arguments)
         return _json({"output": result.output, "is_error": result.is_error})
 
     async def _agent(self, request: Request) -> Response:
         ctx = self._context_of(request)
-        body = _decode(await request.body() or b"{}", _AgentCallIn)
+        body = decode_body(await request.body() or b"{}", _AgentCallIn)
         output = await ctx.call_agent(
             request.path_params["name"], body.input, timeout=body.timeout_s
         )
@@ -524,7 +444,7 @@ class ProviderEndpoint:
 
     async def _progress(self, request: Request) -> Response:
         ctx = self._context_of(request)
-        body = _decode(await request.body(), dict[str, Any])
+        body = decode_body(await request.body(), dict[str, Any])
         message = body.pop("message", "")
         if not isinstance(message, str) or not message:
             raise InvalidRequestError("'message' must be a non-empty string")
@@ -540,17 +460,7 @@ def _json(value: Any, status: int = 200) -> Response:
 
 
 def _error(status: int, message: str, code: str) -> Response:
-    if status == 401:
-        kind = "authentication_error"
-    elif status == 429:
-        kind = "rate_limit_error"
-    elif status < 500:
-        kind = "invalid_request_error"
-    else:
-        kind = "server_error"
-    response = _json(
-        {"error": {"message": message, "type": kind, "param": None, "code": code}}, status
-    )
+    response = _json(error_body(status, message, code), status)
     if status == 401:
         response.headers["WWW-Authenticate"] = "Bearer"
     return response
@@ -579,174 +489,6 @@ async def _http_error_handler(request: Request, exc: Exception) -> Response:
 async def _internal_error_handler(request: Request, exc: Exception) -> Response:
     # (uvicorn logs the traceback: Starlette re-raises after this response is sent)
     return _error(500, f"internal error: {type(exc).__name__}: {exc}", ErrorCode.INTERNAL)
-
-
-def _decode(data: bytes, type: type[T]) -> T:
-    try:
-        return msgspec.json.decode(data, type=type)
-    except msgspec.ValidationError as exc:
-        raise InvalidRequestError(f"invalid request body: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise InvalidRequestError(f"request body is not valid JSON: {exc}") from None
-
-
-def _text_of(content: str | list[dict[str, Any]] | None) -> str:
-    if content is None or isinstance(content, str):
-        return content or ""
-    parts: list[str] = []
-    for part in content:
-        text = part.get("text")
-        if part.get("type") not in ("text", "input_text") or not isinstance(text, str):
-            raise InvalidRequestError(
-                f"unsupported content part of type {part.get('type')!r}: only text is supported"
-            )
-        parts.append(text)
-    return "\n".join(parts)
-
-
-def _arguments_of(call: _ToolCallIn) -> dict[str, Any]:
-    raw = call.function.arguments
-    if isinstance(raw, dict):
-        return raw
-    try:
-        value = json.loads(raw) if raw.strip() else {}
-    except json.JSONDecodeError as exc:
-        raise InvalidRequestError(
-            f"tool call {call.id or call.function.name!r}: arguments are not valid JSON ({exc})"
-        ) from None
-    if not isinstance(value, dict):
-        raise InvalidRequestError(
-            f"tool call {call.id or call.function.name!r}: arguments must be a JSON object"
-        )
-    return value
-
-
-def _messages_of(messages: list[_MessageIn]) -> list[ChatMessage]:
-    if not messages:
-        raise InvalidRequestError("'messages' must not be empty")
-    names: dict[str, str] = {}  # tool call id -> tool name, to name tool results
-    converted: list[ChatMessage] = []
-    for message in messages:
-        calls: list[ToolCall] = []
-        for call in message.tool_calls or []:
-            if call.type != "function":
-                raise InvalidRequestError(f"unsupported tool call type {call.type!r}")
-            calls.append(
-                ToolCall(id=call.id, name=call.function.name, arguments=_arguments_of(call))
-            )
-            if call.id:
-                names[call.id] = call.function.name
-        role = "system" if message.role == "developer" else message.role
-        tool_call_id = message.tool_call_id or ""
-        if role == "tool" and not tool_call_id:
-            raise InvalidRequestError("a message with role 'tool' needs 'tool_call_id'")
-        converted.append(
-            ChatMessage(
-                role=role,
-                content=_text_of(message.content),
-                tool_calls=calls,
-                tool_call_id=tool_call_id,
-                name=message.name or (names.get(tool_call_id, "") if role == "tool" else ""),
-            )
-        )
-    return converted
-
-
-def _tools_of(tools: list[_ToolIn]) -> list[ToolSpec]:
-    specs: list[ToolSpec] = []
-    for tool in tools:
-        if tool.type != "function":
-            raise InvalidRequestError(f"unsupported tool type {tool.type!r} (only 'function')")
-        fn = tool.function
-        if fn.parameters is None:
-            specs.append(ToolSpec(name=fn.name, description=fn.description or ""))
-        else:
-            specs.append(
-                ToolSpec(name=fn.name, description=fn.description or "", parameters=fn.parameters)
-            )
-    return specs
-
-
-def _tool_calls_out(result: ChatResult) -> list[dict[str, Any]]:
-    return [
-        {
-            "id": call.id or f"call_{uuid.uuid4().hex[:24]}",
-            "type": "function",
-            "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
-        }
-        for call in result.message.tool_calls
-    ]
-
-
-def _assistant_message(result: ChatResult) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": result.message.content}
-    calls = _tool_calls_out(result)
-    if calls:
-        message["tool_calls"] = calls
-        message["content"] = result.message.content or None
-    message["refusal"] = None
-    return message
-
-
-def _finish_reason(result: ChatResult) -> str:
-    if result.message.tool_calls:
-        return "tool_calls"
-    reason = result.finish_reason
-    return reason if reason in _FINISH_REASONS else "stop"
-
-
-def _usage(result: ChatResult) -> dict[str, int]:
-    usage = result.usage
-    return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.total_tokens,
-    }
-
-
-def _stream_chunks(
-    result: ChatResult, completion_id: str, created: int, model: str, include_usage: bool
-) -> Iterator[dict[str, Any]]:
-    """The ``chat.completion.chunk`` objects of a stream that delivers ``result``."""
-
-    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "system_fingerprint": None,
-            "choices": [
-                {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
-            ],
-        }
-        if include_usage:
-            out["usage"] = None
-        return out
-
-    yield chunk({"role": "assistant", "content": "", "refusal": None})
-    if result.message.content:
-        yield chunk({"content": result.message.content})
-    for index, call in enumerate(_tool_calls_out(result)):
-        yield chunk({"tool_calls": [{"index": index, **call}]})
-    yield chunk({}, _finish_reason(result))
-    if include_usage:
-        final = chunk({})
-        final["choices"] = []
-        final["usage"] = _usage(result)
-        yield final
-
-
-async def _sse(chunks: Iterator[dict[str, Any]]) -> AsyncIterator[bytes]:
-    for item in chunks:
-        yield b"data: " + msgspec.json.encode(item) + b"\n\n"
-    yield b"data: [DONE]\n\n"
-
-
-def _encode_vector(vector: list[float], encoding: str) -> list[float] | str:
-    if encoding == "base64":  # little-endian float32, as OpenAI sends it
-        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
-    return vector
 
 
 __all__ = ["AuthError", "ProviderEndpoint", "status_for"]

@@ -6,8 +6,7 @@ import inspect
 import json
 from typing import Any, Protocol
 
-from roost.agents import AgentManifest
-from roost.agents._loader import load_entry
+from roost.agents import AgentManifest, load_entry
 from roost.protocol import (
     AgentError,
     ChatMessage,

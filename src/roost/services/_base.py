@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from roost.bus import Bus, Delivery, Subscription
 from roost.protocol import (
+    ErrorCode,
     ErrorInfo,
     InvalidRequestError,
     ProtocolError,
@@ -27,7 +28,6 @@ from roost.protocol import (
     encode,
     subjects,
 )
-from roost.protocol._errors import INTERNAL, UNKNOWN_OP
 
 log = logging.getLogger("roost.services")
 
@@ -128,7 +128,7 @@ class ServiceWorker:
                 raise InvalidRequestError(
                     f"service {self.service!r} has no operation {request.op!r} "
                     f"(known: {', '.join(self.ops)})",
-                    code=UNKNOWN_OP,
+                    code=ErrorCode.UNKNOWN_OP,
                 )
             body = await handler(request)
             return reply_to(request, body=body)
@@ -137,7 +137,8 @@ class ServiceWorker:
         except Exception as exc:
             log.exception("%s.%s failed", self.service, request.op)
             return reply_to(
-                request, error=ErrorInfo(code=INTERNAL, message=f"{type(exc).__name__}: {exc}")
+                request,
+                error=ErrorInfo(code=ErrorCode.INTERNAL, message=f"{type(exc).__name__}: {exc}"),
             )
 
 
@@ -181,5 +182,7 @@ def raise_for_error(response: ResponseMessage) -> dict[str, Any]:
     """Return the response body, or raise the error it carries as a typed exception."""
     if response.ok:
         return response.body
-    info = response.error or ErrorInfo(code=INTERNAL, message="service failed without detail")
+    info = response.error or ErrorInfo(
+        code=ErrorCode.INTERNAL, message="service failed without detail"
+    )
     raise RoostError.from_info(info)

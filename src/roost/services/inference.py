@@ -18,6 +18,7 @@ from roost.bus import Bus
 from roost.engines import ENGINE_NAMES, EngineSet, TokenCallback
 from roost.protocol import (
     ChatRequest,
+    ErrorCode,
     EventMessage,
     InvalidRequestError,
     NotFoundError,
@@ -30,7 +31,6 @@ from roost.protocol import (
     subjects,
     to_body,
 )
-from roost.protocol._errors import AUTH
 from roost.services._base import ServiceWorker
 from roost.stores import ModelKind, ModelRecord
 
@@ -117,7 +117,7 @@ async def api_key_for(model: ModelRecord, lookup: SecretLookup) -> str | None:
         raise RoostError(
             f"model {model.name!r} needs the API key in secret {model.api_key_secret!r}, "
             f"which is not set (roost secret set {model.api_key_secret})",
-            code=AUTH,
+            code=ErrorCode.AUTH,
             model=model.name,
             secret=model.api_key_secret,
         )

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from roost._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from roost.protocol import EngineName
     from roost.stores._db import Database, LruCache, alembic_config, canonical_json, sha256_hex
     from roost.stores._interfaces import (
         KvStore,
@@ -51,7 +52,6 @@ if TYPE_CHECKING:
         Capability,
         CollectionInfo,
         Commit,
-        EngineName,
         ModelKind,
         ModelRecord,
         Node,
@@ -75,7 +75,7 @@ _MODULES: dict[str, str] = {
     "CollectionInfo": "roost.stores._records",
     "Commit": "roost.stores._records",
     "Database": "roost.stores._db",
-    "EngineName": "roost.stores._records",
+    "EngineName": "roost.protocol",
     "KvStore": "roost.stores._interfaces",
     "LruCache": "roost.stores._db",
     "ModelKind": "roost.stores._records",

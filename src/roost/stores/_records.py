@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from roost.protocol import EngineName
+
 ModelKind = Literal["chat", "embedding"]
-EngineName = Literal["llama-cpp", "sentence-transformers", "ollama", "openai"]
 
 
 @dataclass(frozen=True, slots=True)

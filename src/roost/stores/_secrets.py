@@ -21,8 +21,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from sqlalchemy import select
 from sqlalchemy.orm import Session as DbSession
 
-from roost.protocol import InvalidRequestError, NotFoundError, RoostError
-from roost.protocol._errors import AUTH
+from roost.protocol import ErrorCode, InvalidRequestError, NotFoundError, RoostError
 from roost.stores._db import Database, canonical_json
 from roost.stores._schema import SecretRow
 
@@ -35,7 +34,7 @@ KEY_FILE = "secret.key"
 class SecretKeyError(RoostError):
     """The secret key is missing, malformed, or not the one a secret was encrypted with."""
 
-    code = AUTH
+    code = ErrorCode.AUTH
 
 
 class _Sealed(msgspec.Struct, frozen=True):

@@ -1,5 +1,6 @@
 """A process supervisor: phases of worker processes, readiness and heartbeats over a pipe,
-restarts with backoff, an ordered clean shutdown, and a status file other processes read.
+restarts with backoff, an ordered clean shutdown, and a status file other processes read
+(:class:`SupervisorSnapshot`, read with :func:`read_status` or :func:`read_snapshot`).
 
 It knows nothing of roost's roles: :mod:`roost.daemon` gives it the workers to run. The
 supervisor side is :class:`Supervisor` (with :class:`WorkerSpec` and
@@ -15,6 +16,17 @@ from roost.supervisor._link import (
     SUPERVISOR_PID_ENV,
     WorkerLink,
 )
+from roost.supervisor._snapshot import (
+    STATUS_VERSION,
+    ExitInfo,
+    SnapshotError,
+    SupervisorSnapshot,
+    SupervisorState,
+    WorkerSnapshot,
+    WorkerState,
+    read_snapshot,
+    write_snapshot,
+)
 from roost.supervisor._spec import (
     AlreadyRunningError,
     StartupError,
@@ -23,16 +35,13 @@ from roost.supervisor._spec import (
     WorkerSpec,
 )
 from roost.supervisor._status import (
-    STATUS_VERSION,
     SupervisorLock,
     SupervisorStatus,
     lock_holder,
     read_status,
 )
 from roost.supervisor._supervisor import (
-    ExitInfo,
     Supervisor,
-    WorkerState,
     describe_returncode,
     log_tail,
 )
@@ -46,19 +55,25 @@ __all__ = [
     "SUPERVISOR_PID_ENV",
     "AlreadyRunningError",
     "ExitInfo",
+    "SnapshotError",
     "StartupError",
     "Supervisor",
     "SupervisorConfig",
     "SupervisorError",
     "SupervisorLock",
+    "SupervisorSnapshot",
+    "SupervisorState",
     "SupervisorStatus",
     "WorkerLink",
+    "WorkerSnapshot",
     "WorkerSpec",
     "WorkerState",
     "describe_returncode",
     "lock_holder",
     "log_tail",
+    "read_snapshot",
     "read_status",
     "set_parent_death_signal",
     "write_json_atomic",
+    "write_snapshot",
 ]

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from roost._proc import pid_alive
+from roost.supervisor._snapshot import (
+    STATUS_VERSION,
+    SnapshotError,
+    SupervisorSnapshot,
+    read_snapshot,
+)
 from roost.supervisor._spec import AlreadyRunningError
 
 __all__ = [
@@ -22,8 +26,6 @@ __all__ = [
     "lock_holder",
     "read_status",
 ]
-
-STATUS_VERSION = 1
 
 
 def _read_pid(path: Path) -> int | None:
@@ -101,24 +103,25 @@ class SupervisorStatus:
     """What :func:`read_status` found: the snapshot, and whether its supervisor still runs."""
 
     running: bool
-    snapshot: dict[str, Any] | None
+    snapshot: SupervisorSnapshot | None
+    """The status file, when it could be read."""
     reason: str
-    """Why it is not running (empty when it is)."""
+    """Why it is not running or, when it runs, why its snapshot could not be read (empty
+    when it runs and could be read)."""
 
 
 def read_status(status_path: Path, lock_path: Path) -> SupervisorStatus:
     """Read a supervisor's status snapshot and check that the supervisor is alive: its pid
     runs and it still holds the lock (so a reused pid is not mistaken for it)."""
     try:
-        snapshot = json.loads(status_path.read_text())
+        snapshot = read_snapshot(status_path)
     except FileNotFoundError:
         return SupervisorStatus(False, None, f"no status in {status_path}")
-    except (OSError, ValueError) as exc:
-        return SupervisorStatus(False, None, f"unreadable status {status_path}: {exc}")
-    if not isinstance(snapshot, dict):
-        return SupervisorStatus(False, None, f"{status_path} is not a status snapshot")
-    pid = snapshot.get("pid")
-    if not isinstance(pid, int) or pid <= 0:
+    except SnapshotError as exc:
+        # a roostd of another version may well run: only its lock says so
+        return SupervisorStatus(lock_holder(lock_path) is not None, None, str(exc))
+    pid = snapshot.pid
+    if pid <= 0:
         return SupervisorStatus(False, snapshot, f"{status_path} names no supervisor pid")
     holder = lock_holder(lock_path)
     if not pid_alive(pid) or holder is None:

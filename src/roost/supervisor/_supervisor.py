@@ -24,30 +24,31 @@ import socket
 import subprocess
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from roost._proc import describe_returncode, signal_group, write_json_atomic
+from roost._proc import describe_returncode, signal_group
 from roost.supervisor._link import (
     HEALTH_FD_ENV,
     HEARTBEAT_ENV,
     STOP_TIMEOUT_ENV,
     SUPERVISOR_PID_ENV,
 )
-from roost.supervisor._spec import StartupError, SupervisorConfig, WorkerSpec
-from roost.supervisor._status import (
+from roost.supervisor._snapshot import (
     STATUS_VERSION,
-    SupervisorLock,
+    ExitInfo,
+    SupervisorSnapshot,
+    SupervisorState,
+    WorkerSnapshot,
+    WorkerState,
+    write_snapshot,
 )
+from roost.supervisor._spec import StartupError, SupervisorConfig, WorkerSpec
+from roost.supervisor._status import SupervisorLock
 
 __all__ = ["ExitInfo", "Supervisor", "WorkerState", "describe_returncode", "log_tail"]
 
 log = logging.getLogger("roost.supervisor")
-
-WorkerState = Literal[
-    "pending", "starting", "ready", "unhealthy", "backoff", "stopping", "stopped", "failed"
-]
 
 
 def log_tail(path: Path, lines: int = 10) -> str:
@@ -60,36 +61,6 @@ def log_tail(path: Path, lines: int = 10) -> str:
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-lines:])
-
-
-@dataclass(frozen=True)
-class ExitInfo:
-    """How a worker's last process ended."""
-
-    code: int | None
-    """Exit status; None when a signal ended it (or it never started)."""
-    signal: str | None
-    description: str
-    at: float
-    reason: str = ""
-    """Why the supervisor ended it, if it did (e.g. ``no heartbeat for 6.0s``)."""
-
-    @classmethod
-    def from_returncode(cls, returncode: int, reason: str = "") -> ExitInfo:
-        code, sig, description = describe_returncode(returncode)
-        return cls(code, sig, description, time.time(), reason)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "code": self.code,
-            "signal": self.signal,
-            "description": self.description,
-            "reason": self.reason,
-            "at": self.at,
-        }
-
-    def __str__(self) -> str:
-        return f"{self.description} ({self.reason})" if self.reason else self.description
 
 
 async def _wait_for(event: asyncio.Event, timeout: float) -> bool:
@@ -162,22 +133,22 @@ class _Worker:
         """Skip the rest of the stop timeout: SIGKILL the worker if it is being stopped."""
         self._kill_now.set()
 
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "role": self.spec.role,
-            "index": self.spec.index,
-            "phase": self.phase,
-            "pid": self.pid,
-            "state": self.state,
-            "since": self.since,
-            "started_at": self.started_at,
-            "ready_at": self.ready_at,
-            "restarts": self.restarts,
-            "last_exit": self.last_exit.as_dict() if self.last_exit else None,
-            "details": self.details,
-            "log": str(self.log_path),
-        }
+    def snapshot(self) -> WorkerSnapshot:
+        return WorkerSnapshot(
+            name=self.name,
+            role=self.spec.role,
+            index=self.spec.index,
+            phase=self.phase,
+            pid=self.pid,
+            state=self.state,
+            since=self.since,
+            started_at=self.started_at,
+            ready_at=self.ready_at,
+            restarts=self.restarts,
+            last_exit=self.last_exit,
+            details=self.details,
+            log=str(self.log_path),
+        )
 
     # --- the supervision loop -------------------------------------------------------------
 
@@ -478,7 +449,7 @@ class Supervisor:
             raise ValueError("nothing to supervise: every phase is empty")
         self.config = config
         self.node = config.node or socket.gethostname()
-        self.state: Literal["idle", "starting", "running", "stopping", "stopped"] = "idle"
+        self.state: SupervisorState = "idle"
         self.started_at: float | None = None
         self.phase = 0
         self._stop = asyncio.Event()
@@ -506,22 +477,22 @@ class Supervisor:
         self._changed.set()
         self._wake.set()
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> SupervisorSnapshot:
         """The status as written to ``config.status_path``."""
-        return {
-            "version": STATUS_VERSION,
-            "name": self.config.name,
-            "pid": os.getpid(),
-            "node": self.node,
-            "state": self.state,
-            "started_at": self.started_at,
-            "updated_at": time.time(),
-            "phase": self.phase,
-            "phases": len(self._phases),
-            "heartbeat_s": self.config.heartbeat_s,
-            "log_dir": str(self.config.log_dir),
-            "workers": [w.snapshot() for w in self.workers],
-        }
+        return SupervisorSnapshot(
+            version=STATUS_VERSION,
+            name=self.config.name,
+            pid=os.getpid(),
+            node=self.node,
+            state=self.state,
+            started_at=self.started_at,
+            updated_at=time.time(),
+            phase=self.phase,
+            phases=len(self._phases),
+            heartbeat_s=self.config.heartbeat_s,
+            log_dir=str(self.config.log_dir),
+            workers=[w.snapshot() for w in self.workers],
+        )
 
     # --- running ----------------------------------------------------------------------------
 
@@ -636,7 +607,7 @@ class Supervisor:
         while True:
             self._changed.clear()
             try:
-                write_json_atomic(self.config.status_path, self.snapshot())
+                write_snapshot(self.config.status_path, self.snapshot())
                 warned = False
             except OSError as exc:
                 if not warned:

@@ -19,7 +19,6 @@ import msgspec
 from temporalio import activity
 
 from roost.agents import parse_manifest
-from roost.bus import Bus
 from roost.protocol import (
     CompleteMessage,
     EventMessage,
@@ -27,15 +26,7 @@ from roost.protocol import (
     InvokeMessage,
     RequestMessage,
 )
-from roost.runtime import (
-    AgentContext,
-    AgentResolver,
-    AgentRuntime,
-    EventLog,
-    HistoryLoader,
-    Recorder,
-)
-from roost.runtime._dispatch import BusDispatcher, EngineRouter, dispatch_request
+from roost.runtime import AgentContext, RunWiring, dispatch_request
 from roost.stores import AgentRecord
 from roost.workflows._errors import to_application_error
 
@@ -50,25 +41,12 @@ FINISH_RUN = "roost.finish_run"
 class RunActivities:
     """The activity implementations, bound to one process's bus, stores and runtimes."""
 
-    def __init__(
-        self,
-        bus: Bus,
-        recorder: Recorder,
-        resolve_agent: AgentResolver,
-        load_history: HistoryLoader,
-        process_runtime: AgentRuntime,
-        *,
-        heartbeat_every_s: float = 2.0,
-        events: EventLog | None = None,
-        router: EngineRouter | None = None,
-    ) -> None:
-        self.bus = bus
-        self.recorder = recorder
-        self.events = events or EventLog(bus, recorder)
-        self.router = router
-        self.resolve_agent = resolve_agent
-        self.load_history = load_history
-        self.process_runtime = process_runtime
+    def __init__(self, wiring: RunWiring, *, heartbeat_every_s: float = 2.0) -> None:
+        if wiring.load_history is None:
+            raise ValueError("a durable run loads its branch history: wiring.load_history is unset")
+        self.wiring = wiring
+        self.load_history = wiring.load_history
+        self.process_runtime = wiring.runtimes["process"]
         self.heartbeat_every_s = heartbeat_every_s
 
     def all(self) -> list[Any]:
@@ -87,8 +65,8 @@ class RunActivities:
         """Record the invoke and load what the run needs: the agent and the branch history."""
         with _failures():
             inv = msgspec.convert(invocation, InvokeMessage)
-            invoke_node = await self.recorder.record(inv)
-            record = await self.resolve_agent(inv.agent, inv.agent_version)
+            invoke_node = await self.wiring.recorder.record(inv)
+            record = await self.wiring.resolve_agent(inv.agent, inv.agent_version)
             parse_manifest(record.manifest, f"{record.path}/agent.toml")  # fail early if bad
             history = await self.load_history(inv, invoke_node)
             return {"agent": msgspec.to_builtins(record), "history": history}
@@ -99,13 +77,14 @@ class RunActivities:
         with _failures():
             req = msgspec.convert(request, RequestMessage)
             async with self._heartbeats():
-                return await dispatch_request(self.bus, self.recorder, req, self.router)
+                w = self.wiring
+                return await dispatch_request(w.bus, w.recorder, req, w.router)
 
     @activity.defn(name=EMIT)
     async def emit(self, event: dict[str, Any]) -> None:
         """Publish a run event live and keep its durable copy in the session DAG."""
         with _failures():
-            await self.events.emit(msgspec.convert(event, EventMessage))
+            await self.wiring.events.emit(msgspec.convert(event, EventMessage))
 
     @activity.defn(name=STEP)
     async def step(self, call: dict[str, Any]) -> Any:
@@ -124,7 +103,7 @@ class RunActivities:
             inv = msgspec.convert(call["invocation"], InvokeMessage)
             record = msgspec.convert(call["agent"], AgentRecord)
             manifest = parse_manifest(record.manifest, f"{record.path}/agent.toml")
-            dispatcher = BusDispatcher(self.bus, self.recorder, inv, record.version)
+            dispatcher = self.wiring.dispatcher(inv, record.version)
             ctx = AgentContext(
                 inv,
                 dispatcher,
@@ -140,7 +119,7 @@ class RunActivities:
     async def finish_run(self, complete: dict[str, Any]) -> None:
         """Record the run's completion."""
         with _failures():
-            await self.recorder.record(msgspec.convert(complete, CompleteMessage))
+            await self.wiring.recorder.record(msgspec.convert(complete, CompleteMessage))
 
     @contextlib.asynccontextmanager
     async def _heartbeats(self) -> AsyncIterator[None]:

@@ -22,8 +22,13 @@ from datetime import timedelta
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
 
-from roost.protocol import ErrorCode, ErrorInfo, RoostError, ServiceTimeoutError
-from roost.protocol._errors import NON_RETRYABLE_CODES
+from roost.protocol import (
+    NON_RETRYABLE_CODES,
+    ErrorCode,
+    ErrorInfo,
+    RoostError,
+    ServiceTimeoutError,
+)
 
 TERMINAL_CODES: tuple[ErrorCode, ...] = NON_RETRYABLE_CODES
 """The codes never retried: every :class:`~roost.protocol.ErrorCode` that is not retryable."""

@@ -23,6 +23,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from roost.protocol import (
     CompleteMessage,
+    ErrorCode,
     ErrorInfo,
     InvalidRequestError,
     InvokeMessage,
@@ -31,8 +32,7 @@ from roost.protocol import (
     ServiceUnavailableError,
     Usage,
 )
-from roost.protocol._errors import CANCELLED, INTERNAL
-from roost.runtime._executor import RunInfo, RunStatus, completion
+from roost.runtime import RunInfo, RunStatus, completion
 from roost.workflows._activities import RunActivities
 from roost.workflows._workflow import (
     ANSWER_SIGNAL,
@@ -163,9 +163,11 @@ class TemporalExecutor:
             id=run_id, agent=info.agent, session=info.session, branch=info.branch
         )
         if isinstance(err.cause, CancelledError | TerminatedError):
-            error = ErrorInfo(code=CANCELLED, message="the run was cancelled")
+            error = ErrorInfo(code=ErrorCode.CANCELLED, message="the run was cancelled")
         else:
-            error = ErrorInfo(code=INTERNAL, message=f"the run failed: {err.cause or err}")
+            error = ErrorInfo(
+                code=ErrorCode.INTERNAL, message=f"the run failed: {err.cause or err}"
+            )
         return completion(invocation, None, error, Usage(), 0.0)
 
     async def execute(self, invocation: InvokeMessage) -> CompleteMessage:

@@ -26,6 +26,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 from roost.agents import AgentManifest, parse_manifest
 from roost.protocol import (
+    ErrorCode,
     ErrorInfo,
     EventMessage,
     EventType,
@@ -37,9 +38,15 @@ from roost.protocol import (
     ServiceTimeoutError,
     Usage,
 )
-from roost.protocol._errors import CANCELLED
-from roost.runtime import AgentContext, AgentRuntime, ChatRuntime, PythonRuntime
-from roost.runtime._executor import completion, run_agent
+from roost.runtime import (
+    AgentContext,
+    AgentRuntime,
+    ChatRuntime,
+    PythonRuntime,
+    RunDefaults,
+    completion,
+    run_agent,
+)
 from roost.stores import AgentRecord
 from roost.workflows._activities import (
     BEGIN_RUN,
@@ -70,6 +77,21 @@ class RunOptions(msgspec.Struct, frozen=True, kw_only=True):
     max_turns: int = 8
     max_attempts: int = 5
     heartbeat_timeout_s: float = 10.0
+
+    @classmethod
+    def of(
+        cls, defaults: RunDefaults, *, max_attempts: int, heartbeat_timeout_s: float
+    ) -> RunOptions:
+        """The options of runs started with this process's run ``defaults``."""
+        return cls(
+            request_timeout_s=defaults.request_timeout_s,
+            infer_timeout_s=defaults.infer_timeout_s,
+            chat_model=defaults.chat_model,
+            embedding_model=defaults.embedding_model,
+            max_turns=defaults.max_turns,
+            max_attempts=max_attempts,
+            heartbeat_timeout_s=heartbeat_timeout_s,
+        )
 
 
 class RunInput(msgspec.Struct, frozen=True, kw_only=True):
@@ -291,7 +313,7 @@ class AgentRunWorkflow:
             error = exc.to_info()
         except asyncio.CancelledError:
             cancelled = True
-            error = ErrorInfo(code=CANCELLED, message="the run was cancelled")
+            error = ErrorInfo(code=ErrorCode.CANCELLED, message="the run was cancelled")
         complete = completion(
             inv,
             output,

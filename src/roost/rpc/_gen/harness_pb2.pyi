@@ -78,6 +78,16 @@ class RunDone(_message.Message):
     complete_json: bytes
     def __init__(self, session: _Optional[_Union[_common_pb2.Session, _Mapping]] = ..., branch: _Optional[str] = ..., complete_json: _Optional[bytes] = ...) -> None: ...
 
+class RunStarted(_message.Message):
+    __slots__ = ("session", "branch", "run_id")
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    BRANCH_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    session: _common_pb2.Session
+    branch: str
+    run_id: str
+    def __init__(self, session: _Optional[_Union[_common_pb2.Session, _Mapping]] = ..., branch: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
+
 class RunRef(_message.Message):
     __slots__ = ("run_id",)
     RUN_ID_FIELD_NUMBER: _ClassVar[int]

@@ -56,6 +56,11 @@ class HarnessStub:
                 request_serializer=roost_dot_v1_dot_harness__pb2.RunRequest.SerializeToString,
                 response_deserializer=roost_dot_v1_dot_harness__pb2.RunUpdate.FromString,
                 _registered_method=True)
+        self.Start = channel.unary_unary(
+                '/roost.v1.Harness/Start',
+                request_serializer=roost_dot_v1_dot_harness__pb2.RunRequest.SerializeToString,
+                response_deserializer=roost_dot_v1_dot_harness__pb2.RunStarted.FromString,
+                _registered_method=True)
         self.Wait = channel.unary_stream(
                 '/roost.v1.Harness/Wait',
                 request_serializer=roost_dot_v1_dot_harness__pb2.WaitRequest.SerializeToString,
@@ -117,6 +122,13 @@ class HarnessServicer:
 
     def Run(self, request, context):
         """Run an agent to completion: the run's live events (if asked), then one RunDone.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Start(self, request, context):
+        """Start a run and return at once (its session, branch and id); RunRequest.events is unused.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -187,6 +199,11 @@ def add_HarnessServicer_to_server(servicer, server):
                     servicer.Run,
                     request_deserializer=roost_dot_v1_dot_harness__pb2.RunRequest.FromString,
                     response_serializer=roost_dot_v1_dot_harness__pb2.RunUpdate.SerializeToString,
+            ),
+            'Start': grpc.unary_unary_rpc_method_handler(
+                    servicer.Start,
+                    request_deserializer=roost_dot_v1_dot_harness__pb2.RunRequest.FromString,
+                    response_serializer=roost_dot_v1_dot_harness__pb2.RunStarted.SerializeToString,
             ),
             'Wait': grpc.unary_stream_rpc_method_handler(
                     servicer.Wait,
@@ -332,6 +349,33 @@ class Harness:
             '/roost.v1.Harness/Run',
             roost_dot_v1_dot_harness__pb2.RunRequest.SerializeToString,
             roost_dot_v1_dot_harness__pb2.RunUpdate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Start(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/roost.v1.Harness/Start',
+            roost_dot_v1_dot_harness__pb2.RunRequest.SerializeToString,
+            roost_dot_v1_dot_harness__pb2.RunStarted.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,236 @@
+"""``roost server api|worker``: roost's server types, with seed 004's flags and variables.
+
+Every flag also reads its environment variable (``--api-port`` / ``API_PORT``) and maps
+onto a roost setting (``[server] api_port``), so ``config.toml`` and ``ROOST_*`` work too;
+a flag or its variable wins over both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from roost.cli._common import USER_ERRORS, err_console, fail
+from roost.config import ConfigError, Settings, load_settings
+
+app = typer.Typer(help="Run roost's server types: the API server and the run worker.")
+
+_PANEL_NET = "Network"
+_PANEL_DEPS = "Infrastructure"
+
+
+def _overrides(
+    *,
+    data_dir: Path | None,
+    db_url: str | None,
+    nats_url: str | None,
+    temporal_host: str | None,
+    temporal_port: int,
+    temporal_namespace: str | None,
+    health_port: int | None,
+    **server: Any,
+) -> dict[str, Any]:
+    """Settings overrides from the flags that were given (``None``: not given)."""
+    out: dict[str, Any] = {}
+    if data_dir is not None:
+        out["home"] = data_dir
+    if db_url:
+        out["state"] = {"url": db_url}
+    if nats_url:
+        out["bus"] = {"backend": "nats", "url": nats_url}
+    workflows: dict[str, Any] = {}
+    if temporal_host:
+        workflows.update(engine="temporal", temporal_address=f"{temporal_host}:{temporal_port}")
+    if temporal_namespace:
+        workflows["namespace"] = temporal_namespace
+    if workflows:
+        out["workflows"] = workflows
+    section = {k: v for k, v in server.items() if v is not None}
+    if health_port is not None:
+        section["health_port"] = health_port
+    if section:
+        out["server"] = section
+    return out
+
+
+def _announce(line: str) -> None:
+    err_console.print(line, highlight=False)
+
+
+def _load(overrides: dict[str, Any]) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except ConfigError as exc:
+        fail(str(exc), 2)
+
+
+def _serve(main: Any) -> None:
+    """Run ``main()`` until SIGINT or SIGTERM; expected errors are one line and exit 1."""
+
+    async def run() -> None:
+        task = asyncio.ensure_future(main())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            err_console.print("stopped")
+
+    try:
+        asyncio.run(run())
+    except USER_ERRORS as exc:
+        fail(str(exc) or type(exc).__name__)
+
+
+DataDir = typer.Option(
+    None,
+    "--data-dir",
+    envvar="DATA_DIR",
+    help="Roost's home: database, logs, agents.",
+    rich_help_panel=_PANEL_DEPS,
+)
+DbUrl = typer.Option(
+    None,
+    "--db-url",
+    envvar="DATABASE_URL",
+    help="SQLAlchemy URL of the shared database (postgresql+psycopg://...).",
+    rich_help_panel=_PANEL_DEPS,
+)
+NatsUrl = typer.Option(
+    None,
+    "--nats-url",
+    envvar="NATS_URL",
+    help="NATS server URL (distributed mode).",
+    rich_help_panel=_PANEL_DEPS,
+)
+TemporalHost = typer.Option(
+    None,
+    "--temporal-host",
+    envvar="TEMPORAL_HOST",
+    help="External Temporal host (unset: the embedded server).",
+    rich_help_panel=_PANEL_DEPS,
+)
+TemporalPort = typer.Option(
+    7233,
+    "--temporal-port",
+    envvar="TEMPORAL_PORT",
+    help="Temporal port.",
+    rich_help_panel=_PANEL_DEPS,
+)
+TemporalNamespace = typer.Option(
+    None,
+    "--temporal-namespace",
+    envvar="TEMPORAL_NAMESPACE",
+    help="Temporal namespace.",
+    rich_help_panel=_PANEL_DEPS,
+)
+HealthPort = typer.Option(
+    None,
+    "--health-port",
+    envvar="HEALTH_PORT",
+    help="Port of /health and /ready [default: 8081].",
+    rich_help_panel=_PANEL_NET,
+)
+
+
+@app.command()
+def api(
+    api_port: int | None = typer.Option(
+        None,
+        "--api-port",
+        envvar="API_PORT",
+        help="HTTP API port [default: 8080].",
+        rich_help_panel=_PANEL_NET,
+    ),
+    health_port: int | None = HealthPort,
+    bind_address: str | None = typer.Option(
+        None,
+        "--bind-address",
+        envvar="BIND_ADDRESS",
+        help="Interface to listen on [default: 0.0.0.0].",
+        rich_help_panel=_PANEL_NET,
+    ),
+    tls_cert: Path | None = typer.Option(
+        None,
+        "--tls-cert",
+        envvar="TLS_CERT_FILE",
+        help="TLS certificate (PEM).",
+        rich_help_panel=_PANEL_NET,
+    ),
+    tls_key: Path | None = typer.Option(
+        None,
+        "--tls-key",
+        envvar="TLS_KEY_FILE",
+        help="TLS private key (PEM).",
+        rich_help_panel=_PANEL_NET,
+    ),
+    disable_tls: bool | None = typer.Option(
+        None,
+        "--disable-tls",
+        envvar="DISABLE_TLS",
+        help="Serve plain HTTP.",
+        rich_help_panel=_PANEL_NET,
+    ),
+    cors_origins: str | None = typer.Option(
+        None,
+        "--cors-origins",
+        envvar="CORS_ALLOWED_ORIGINS",
+        help="Comma-separated origins a browser may call from, or *.",
+        rich_help_panel=_PANEL_NET,
+    ),
+    data_dir: Path | None = DataDir,
+    db_url: str | None = DbUrl,
+    nats_url: str | None = NatsUrl,
+    temporal_host: str | None = TemporalHost,
+    temporal_port: int = TemporalPort,
+    temporal_namespace: str | None = TemporalNamespace,
+) -> None:
+    """The API server: REST + SSE under /api/v1, the OpenAI API under /v1 (docs/server.md).
+
+    With no infrastructure flags it is the monolith: everything in this process on the
+    embedded defaults. With --db-url, --nats-url and --temporal-host it is a stateless
+    replica; run as many as you like behind a load balancer, and `roost server worker`
+    to execute the runs."""
+    from roost.server import serve_api
+
+    origins = [o.strip() for o in cors_origins.split(",") if o.strip()] if cors_origins else None
+    config = _load(
+        _overrides(
+            data_dir=data_dir, db_url=db_url, nats_url=nats_url, temporal_host=temporal_host,
+            temporal_port=temporal_port, temporal_namespace=temporal_namespace,
+            health_port=health_port, api_port=api_port, bind_address=bind_address,
+            tls_cert=tls_cert, tls_key=tls_key, disable_tls=disable_tls, cors_origins=origins,
+        )
+    )  # fmt: skip
+    _serve(
+        lambda: serve_api(config, announce=lambda line: err_console.print(line, highlight=False))
+    )
+
+
+@app.command()
+def worker(
+    health_port: int | None = HealthPort,
+    data_dir: Path | None = DataDir,
+    db_url: str | None = DbUrl,
+    nats_url: str | None = NatsUrl,
+    temporal_host: str | None = TemporalHost,
+    temporal_port: int = TemporalPort,
+    temporal_namespace: str | None = TemporalNamespace,
+) -> None:
+    """The run worker: executes durable runs from Temporal's task queue and publishes their
+    events on NATS for the API replicas to stream. Stateless; run as many as you like."""
+    from roost.server import serve_worker
+
+    config = _load(
+        _overrides(
+            data_dir=data_dir, db_url=db_url, nats_url=nats_url, temporal_host=temporal_host,
+            temporal_port=temporal_port, temporal_namespace=temporal_namespace,
+            health_port=health_port,
+        )
+    )  # fmt: skip
+    _serve(lambda: serve_worker(config, announce=_announce))

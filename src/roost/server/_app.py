@@ -1,0 +1,46 @@
+"""The API server's app: the routers, their dependencies, errors and limits."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from roost.config import ServerConfig
+from roost.platform import PlatformAPI
+from roost.server._deps import ServerState
+from roost.server._errors import install_error_handlers
+from roost.server._limits import BodyLimit
+from roost.server._principal import StaticTokenAuth
+from roost.server.routes import agents, models, openai, runs, secrets, sessions
+
+DESCRIPTION = """\
+Roost as a network service: deploy agents, start and stream runs, browse sessions.
+
+* `/api/v1/...`: the native API. Errors are `{"error": {"code", "message", "details"}}`.
+* `/v1/...`: OpenAI-compatible; a model is a deployed agent.
+
+Every route needs `Authorization: Bearer <token>`.
+"""
+
+
+def create_app(platform: PlatformAPI, config: ServerConfig, auth: StaticTokenAuth) -> FastAPI:
+    """The API on ``platform``: everything it serves comes from the platform's stores,
+    Temporal and bus, so any number of replicas behave as one."""
+    app = FastAPI(title="roost", version="1", description=DESCRIPTION)
+    app.state.roost = ServerState(platform=platform, auth=auth, config=config)
+    install_error_handlers(app)
+    for module in (agents, runs, sessions, models, secrets, openai):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    if config.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=config.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["X-Roost-Session"],
+        )
+    return app
+
+
+__all__ = ["create_app"]

@@ -1,0 +1,253 @@
+"""The API's typed request and response bodies (what ``/docs`` shows)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from roost.protocol import CompleteMessage
+from roost.runtime import RunInfo
+from roost.stores import AgentRecord, Branch, ModelRecord, Node, Session
+
+NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+RUN_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+
+
+class Agent(BaseModel):
+    name: str
+    version: int
+    runtime: str
+    description: str = ""
+    deployed_at: float
+    manifest: dict[str, Any]
+
+    @classmethod
+    def of(cls, record: AgentRecord) -> Agent:
+        manifest = record.manifest
+        return cls(
+            name=record.name,
+            version=record.version,
+            runtime=str(manifest.get("runtime", "")),
+            description=str(manifest.get("description") or ""),
+            deployed_at=record.deployed_at,
+            manifest=manifest,
+        )
+
+
+class RunStart(BaseModel):
+    agent: str = Field(pattern=NAME, description="The deployed agent to run")
+    input: Any = Field(None, description="The agent's input (any JSON)")
+    session: str | None = Field(
+        None, max_length=200, description="Continue this session (name or id)"
+    )
+    branch: str | None = Field(None, max_length=200, description="On this branch of the session")
+    timeout_s: float | None = Field(None, gt=0, le=7 * 24 * 3600)
+    run_id: str | None = Field(
+        None, pattern=RUN_ID, description="Makes the start idempotent: the same id, the same run"
+    )
+
+
+class Run(BaseModel):
+    id: str
+    agent: str
+    session: str
+    branch: str
+    status: str
+    started_at: float
+    closed_at: float | None = None
+    question: str = ""
+
+    @classmethod
+    def of(cls, info: RunInfo) -> Run:
+        return cls(
+            id=info.id,
+            agent=info.agent,
+            session=info.session,
+            branch=info.branch,
+            status=info.status,
+            started_at=info.started_at,
+            closed_at=info.closed_at,
+            question=info.question,
+        )
+
+
+class RunError(BaseModel):
+    code: str
+    message: str
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class Completion(BaseModel):
+    """How a run ended."""
+
+    run_id: str
+    session: str
+    branch: str
+    ok: bool
+    output: Any = None
+    error: RunError | None = None
+    usage: Usage
+    duration_ms: float
+
+    @classmethod
+    def of(cls, complete: CompleteMessage) -> Completion:
+        usage = complete.usage
+        return cls(
+            run_id=complete.correlation_id,
+            session=complete.session,
+            branch=complete.branch,
+            ok=complete.ok,
+            output=complete.output,
+            error=RunError(code=complete.error.code, message=complete.error.message)
+            if complete.error
+            else None,
+            usage=Usage(
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                total_tokens=usage.total_tokens,
+            ),
+            duration_ms=complete.duration_ms,
+        )
+
+
+class Answer(BaseModel):
+    text: str = Field(max_length=100_000)
+
+
+class SessionOut(BaseModel):
+    id: str
+    name: str
+    agent: str
+    status: str
+    main_branch: str
+    created_at: float
+    updated_at: float
+
+    @classmethod
+    def of(cls, session: Session) -> SessionOut:
+        return cls(
+            id=session.id,
+            name=session.name,
+            agent=session.agent,
+            status=session.status,
+            main_branch=session.main_branch,
+            created_at=session.created_at,
+            updated_at=session.updated_at,
+        )
+
+
+class BranchOut(BaseModel):
+    session: str
+    name: str
+    head: str | None
+    created_from: str | None
+    created_at: float
+
+    @classmethod
+    def of(cls, branch: Branch) -> BranchOut:
+        return cls(
+            session=branch.session,
+            name=branch.name,
+            head=branch.head,
+            created_from=branch.created_from,
+            created_at=branch.created_at,
+        )
+
+
+class NodeOut(BaseModel):
+    id: str
+    seq: int
+    parent: str | None
+    branch: str
+    kind: str
+    content: dict[str, Any]
+    created_at: float
+
+    @classmethod
+    def of(cls, node: Node) -> NodeOut:
+        return cls(
+            id=node.id,
+            seq=node.seq,
+            parent=node.parent,
+            branch=node.branch,
+            kind=node.kind,
+            content=node.content,
+            created_at=node.created_at,
+        )
+
+
+class Fork(BaseModel):
+    from_node: str = Field(min_length=1, max_length=200, description="Node id or unique prefix")
+    branch: str | None = Field(None, pattern=NAME, description="The new branch's name")
+
+
+class Promote(BaseModel):
+    branch: str = Field(min_length=1, max_length=200)
+
+
+class Model(BaseModel):
+    name: str
+    kind: str
+    engine: str
+    target: str
+    base_url: str = ""
+    api_key_secret: str = ""
+    dimension: int = 0
+
+    @classmethod
+    def of(cls, record: ModelRecord) -> Model:
+        return cls(
+            name=record.name,
+            kind=record.kind,
+            engine=record.engine,
+            target=record.target,
+            base_url=record.base_url,
+            api_key_secret=record.api_key_secret,
+            dimension=record.dimension,
+        )
+
+
+class ModelAdd(BaseModel):
+    name: str = Field(pattern=NAME)
+    engine: Literal["llama-cpp", "sentence-transformers", "ollama", "openai"]
+    target: str = Field(min_length=1, max_length=2000)
+    kind: Literal["chat", "embedding"] = "chat"
+    base_url: str = Field("", max_length=2000)
+    api_key_secret: str = Field("", max_length=200)
+    dimension: int = Field(0, ge=0, le=65536)
+    replace: bool = False
+
+
+class SecretPut(BaseModel):
+    value: str = Field(max_length=1_000_000)
+
+
+class SecretInfo(BaseModel):
+    """A secret's name; its value is never returned."""
+
+    name: str
+    exists: bool
+
+
+__all__ = [
+    "Agent",
+    "Answer",
+    "BranchOut",
+    "Completion",
+    "Fork",
+    "Model",
+    "ModelAdd",
+    "NodeOut",
+    "Promote",
+    "Run",
+    "RunStart",
+    "SecretInfo",
+    "SecretPut",
+    "SessionOut",
+]

@@ -1,0 +1,124 @@
+"""A run's events as a resumable stream: replayed from the session DAG, then live.
+
+Every durable event (progress, steps, questions, answers) and the run's completion carry
+their message id as the stream's event id. A client that reconnects, to this replica or
+another, sends the last id it saw as ``Last-Event-ID``; the stream replays what the DAG
+recorded after it, then follows the live events, skipping any it already sent. Nothing is
+kept in this process between requests: the DAG is the durable copy.
+
+Token events are live only (the reply they make up is recorded with the completion), so
+they carry no id and are not replayed.
+
+The live subscription starts just before the replay reads the DAG, so an event emitted in
+that instant would be missed by both; the stream reads the DAG once more at its first live
+event and at the end, sending anything still missing in order before going on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+
+from roost.platform import PlatformAPI
+from roost.protocol import CompleteMessage, EventMessage, encode
+from roost.runtime import RunInfo
+from roost.stores import Node
+
+_DURABLE_KINDS = ("event", "complete")
+
+
+class RunEventStream:
+    """The server-sent events of run ``info`` after ``last_event_id`` (all when ``None``)."""
+
+    def __init__(self, platform: PlatformAPI, info: RunInfo, last_event_id: str | None) -> None:
+        self.platform = platform
+        self.info = info
+        self.cursor = last_event_id
+        self._sent: set[str] = set()
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        """``{"id", "event", "data"}`` items for sse-starlette, ending with ``complete``."""
+        if self.info.status != "running":
+            for node in await self._recorded():
+                yield self._item(node)
+            return
+        queue: asyncio.Queue[EventMessage] = asyncio.Queue()
+        waiter = asyncio.ensure_future(
+            self.platform.harness.wait(
+                self.info.id, session=self.info.session, on_event=queue.put_nowait
+            )
+        )
+        try:
+            for node in await self._recorded():
+                yield self._item(node)
+            reconciled = False
+            while True:
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait({waiter, getter}, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()
+                    break
+                event = getter.result()
+                if not self._mine(event):
+                    continue
+                if event.type == "token":
+                    yield {"event": "token", "data": encode(event).decode()}
+                    continue
+                if not reconciled:
+                    reconciled = True
+                    for node in await self._recorded():
+                        if node.content.get("id") != event.id:
+                            yield self._item(node)
+                if event.id not in self._sent:
+                    self._sent.add(event.id)
+                    yield {"id": event.id, "event": event.type, "data": encode(event).decode()}
+            while not queue.empty():
+                event = queue.get_nowait()
+                if self._mine(event) and event.type != "token" and event.id not in self._sent:
+                    self._sent.add(event.id)
+                    yield {"id": event.id, "event": event.type, "data": encode(event).decode()}
+            complete: CompleteMessage = waiter.result()
+            for node in await self._recorded():
+                if node.kind == "event":
+                    yield self._item(node)
+            if complete.id not in self._sent:
+                self._sent.add(complete.id)
+                yield {"id": complete.id, "event": "complete", "data": encode(complete).decode()}
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+                with contextlib.suppress(BaseException):
+                    await waiter
+
+    def _mine(self, event: EventMessage) -> bool:
+        # tokens carry the model call's id, not the run's: they belong to the session's run
+        return event.correlation_id == self.info.id or event.type == "token"
+
+    async def _recorded(self) -> list[Node]:
+        """This run's durable events and completion recorded after the cursor, not yet sent."""
+        nodes = await self.platform.session_nodes(self.info.session, self.info.branch)
+        mine = [
+            n
+            for n in nodes
+            if n.kind in _DURABLE_KINDS and n.content.get("correlation_id") == self.info.id
+        ]
+        if self.cursor is not None:
+            ids = [n.content.get("id") for n in mine]
+            if self.cursor in ids:
+                mine = mine[ids.index(self.cursor) + 1 :]
+        return [n for n in mine if n.content.get("id") not in self._sent]
+
+    def _item(self, node: Node) -> dict[str, Any]:
+        content = node.content
+        message_id = str(content.get("id", ""))
+        self._sent.add(message_id)
+        kind = "complete" if node.kind == "complete" else str(content.get("type", "event"))
+        data = {"kind": node.kind, **content}
+        return {"id": message_id, "event": kind, "data": msgspec.json.encode(data).decode()}
+
+
+__all__ = ["RunEventStream"]

@@ -1,0 +1,70 @@
+"""An API server for tests: a local platform (in-process runs) behind a real uvicorn on
+loopback, with agents deployed through the API itself."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from agent_helpers import make_agent
+from roost.agents import pack_folder
+from roost.config import ServerConfig, Settings
+from roost.platform import Platform
+from roost.server import ApiServer
+
+TOKEN = "test-admin-token-0123456789"
+
+#: Emits two progress events, asks a question if told to, and returns what it got.
+CHATTY = """
+async def run(ctx, input):
+    await ctx.emit("one", step=1)
+    await ctx.emit("two", step=2)
+    if isinstance(input, dict) and input.get("ask"):
+        answer = await ctx.ask(input["ask"])
+        return {"reply": f"you said {answer}"}
+    text = input if isinstance(input, str) else (input or {}).get("prompt", "")
+    return {"reply": f"echo: {text}"}
+"""
+
+
+@dataclass
+class Api:
+    server: ApiServer
+    platform: Platform
+    url: str
+    health: str
+
+    def client(self, token: str | None = TOKEN) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30.0)
+
+
+@asynccontextmanager
+async def api_server(home: Path, **config: object) -> AsyncIterator[Api]:
+    settings = Settings(home=home, workflows={"engine": "inprocess"})
+    server_config = ServerConfig(
+        bind_address="127.0.0.1", api_port=0, health_port=0, heartbeat_s=1.0, **config
+    )
+    async with await Platform.open(settings) as platform:
+        server = ApiServer(platform, server_config, TOKEN)
+        endpoints = await server.start()
+        try:
+            yield Api(server, platform, endpoints.api, endpoints.health)
+        finally:
+            await server.stop()
+
+
+async def deploy(client: httpx.AsyncClient, root: Path, name: str, code: str = CHATTY) -> dict:
+    folder = make_agent(root, name, code, services=())
+    reply = await client.post(
+        "/api/v1/agents",
+        content=pack_folder(folder),
+        headers={"Content-Type": "application/gzip"},
+        params={"source": str(folder)},
+    )
+    assert reply.status_code == 201, reply.text
+    return dict(reply.json())
