@@ -312,3 +312,24 @@ def test_run_with_a_branch_and_no_session_names_the_flags(tmp_path: Path) -> Non
     done = run_cli(cli_env(tmp_path / "home"), "agent", "run", "anything", "-b", "x", "-p", "hi")
     assert done.returncode == 1
     assert "--branch needs --session" in done.stderr
+
+
+def test_json_output_for_scripts(roost: Roost, tmp_path: Path) -> None:
+    agent = tmp_path / "counter"
+    agent.mkdir()
+    (agent / "agent.toml").write_text('name = "counter"\nruntime = "python"\nentry = "agent:run"\n')
+    (agent / "agent.py").write_text(textwrap.dedent(COUNTER))
+    roost("agent", "deploy", str(agent))
+    listed = json.loads(roost("agent", "list", "--json").stdout)
+    assert [(a["name"], a["version"], a["runtime"]) for a in listed] == [("counter", 1, "python")]
+    first = json.loads(roost("agent", "run", "counter", "-p", "go", "--json").stdout)
+    assert first["ok"] is True and first["output"] == {"count": 1}
+    # a script learns the run's session from stdout and continues it
+    again = json.loads(
+        roost("agent", "run", "counter", "-s", first["session"], "-p", "x", "--json").stdout
+    )
+    assert again["output"] == {"count": 2} and again["session_id"] == first["session_id"]
+    run = json.loads(roost("run", "get", again["run"], "--json").stdout)
+    assert run["status"] == "completed" and run["session"] == first["session_id"]
+    refused = roost("agent", "run", "counter", "--json", ok=False)
+    assert refused.returncode != 0 and "--json needs an input" in refused.stderr

@@ -17,7 +17,7 @@ LAYERS: dict[str, int] = {
     "protocol": 0, "_proc": 0, "_lazy": 0,
     # configuration and manifests (their errors are roost errors), and the wire formats
     # roost's HTTP servers speak (OpenAI shapes, HTTP statuses of error codes)
-    "config": 1, "agents": 1, "wire": 1,
+    "config": 1, "agents": 1, "wire": 1, "_statefile": 1,
     # tool functions, transports and storage, and the supervisor's process machinery
     "tools": 2, "bus": 2, "stores": 2, "supervisor": 2,
     # what serves and runs models and calls

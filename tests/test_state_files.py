@@ -175,7 +175,7 @@ def test_a_snapshot_of_another_version_says_which_and_what_to_do(
     with pytest.raises(SnapshotError) as caught:
         read_snapshot(path)
     message = str(caught.value)
-    assert f"{path} has status version {version} (written by {age} roostd)" in message
+    assert f"{path} has status snapshot version {version} (written by {age} roostd)" in message
     assert f"this roost reads version {STATUS_VERSION}" in message
     assert "use the roost that runs that roostd" in message
     assert caught.value.version == version and caught.value.path == path
@@ -221,7 +221,7 @@ def test_a_truncated_snapshot_is_unreadable_and_an_absent_one_is_none(tmp_path: 
     path = tmp_path / "roostd.json"
     write_snapshot(path, snapshot())
     path.write_text(path.read_text()[:100])
-    with pytest.raises(SnapshotError, match=rf"^unreadable status {path}: .*truncated"):
+    with pytest.raises(SnapshotError, match=rf"^unreadable status snapshot {path}: .*truncated"):
         read_snapshot(path)
     with pytest.raises(FileNotFoundError):
         read_snapshot(tmp_path / "absent.json")
@@ -242,7 +242,7 @@ def test_read_status_gives_the_typed_snapshot_or_the_readers_reason(tmp_path: Pa
         rewrite(status, version=STATUS_VERSION + 1)
         other = read_status(status, lock_path)
         assert other.running and other.snapshot is None
-        assert f"status version {STATUS_VERSION + 1}" in other.reason
+        assert f"status snapshot version {STATUS_VERSION + 1}" in other.reason
     finally:
         lock.release()
     assert not read_status(status, lock_path).running

@@ -75,14 +75,17 @@ async def with_platform(
 ) -> T:
     """Open the platform, run ``work(platform)``, close it.
 
-    With a deployment configured (``client.toml`` or ``ROOST_CLIENT__HARNESS``) the platform
-    is a :class:`~roost.platform.RemotePlatform` talking to it; otherwise the platform runs
-    in this process from the settings. ``worker``: this process also executes durable runs
-    (``agent run``, ``roost worker``); ``runs``: the command starts, inspects or steers runs
-    (connects to Temporal); the others do not need it and stay fast. ``local_only``: the
-    command only makes sense in this process (``roost worker``).
+    With an API server configured (``api_url`` in ``client.toml``, or
+    ``ROOST_CLIENT__API_URL``) the platform is an :class:`~roost.platform.HttpPlatform`
+    talking to it over HTTP(S); with a deployment's harness (``harness``, or
+    ``ROOST_CLIENT__HARNESS``) a :class:`~roost.platform.RemotePlatform` talking to it over
+    gRPC; otherwise the platform runs in this process from the settings. ``worker``: this
+    process also executes durable runs (``agent run``, ``roost worker``); ``runs``: the
+    command starts, inspects or steers runs (connects to Temporal); the others do not need
+    it and stay fast. ``local_only``: the command only makes sense in this process
+    (``roost worker``).
     """
-    from roost.platform import Platform, RemotePlatform
+    from roost.platform import HttpPlatform, Platform, RemotePlatform
 
     config = settings()
     try:
@@ -90,7 +93,12 @@ async def with_platform(
     except ConfigError as exc:
         fail(str(exc))
     platform: PlatformAPI
-    if client.remote and not local_only:
+    if client.over_api and not local_only:
+        try:
+            platform = HttpPlatform(client)
+        except ConfigError as exc:  # an unreadable token_file or ca_file
+            fail(str(exc))
+    elif client.remote and not local_only:
         platform = RemotePlatform(client)
     elif status:
         with err_console.status(status, spinner="dots"):

@@ -71,16 +71,24 @@ async def run(
     branch: str | None = typer.Option(None, "-b", "--branch", help="Run on this branch."),
     timeout: float | None = typer.Option(None, help="Run timeout in seconds."),
     stream: bool = typer.Option(True, help="Print model tokens as they arrive."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the result as one JSON object (run, session, output)."
+    ),
 ) -> None:
     """Run an agent once (-p / --input) or interactively (no input: a prompt loop)."""
     if branch is not None and session is None:
         fail("--branch needs --session: branches belong to a session")
     one_shot = _parse_input(prompt, input_json)
+    if as_json and one_shot is None:
+        fail("--json needs an input (-p or --input): it prints one run's result")
 
     async def work(platform: PlatformAPI) -> None:
         nonlocal session
         if one_shot is not None:
-            ok = await _run_once(platform, name, one_shot, session, branch, timeout, stream)
+            ok = await _run_once(
+                platform, name, one_shot, session, branch, timeout, stream and not as_json,
+                as_json=as_json,
+            )  # fmt: skip
             if not ok:
                 raise typer.Exit(1)
             return
@@ -110,6 +118,8 @@ async def _run_once(
     timeout: float | None,
     stream: bool,
     interactive: bool = False,
+    *,
+    as_json: bool = False,
 ) -> Any:
     from roost.protocol import EventMessage
 
@@ -157,6 +167,28 @@ async def _run_once(
         status.stop()
     elapsed = time.perf_counter() - started
     complete = result.complete
+    if as_json:
+        usage = complete.usage
+        data = {
+            "run": complete.correlation_id,
+            "agent": name,
+            "session": result.session.name,
+            "session_id": result.session.id,
+            "branch": result.branch,
+            "ok": complete.ok,
+            "output": complete.output,
+            "error": {"code": complete.error.code, "message": complete.error.message}
+            if complete.error
+            else None,
+            "usage": {
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "total_tokens": usage.total_tokens,
+            },
+            "seconds": round(elapsed, 3),
+        }
+        sys.stdout.write(json.dumps(data) + "\n")
+        return complete.ok
     if streamed:
         sys.stdout.write("\n")
         # the streamed text was the answer; print structured outputs in full
@@ -185,10 +217,26 @@ async def _answer_from_terminal(platform: PlatformAPI, run_id: str) -> None:
 
 @app.command("list")
 @run_async
-async def list_agents() -> None:
+async def list_agents(
+    as_json: bool = typer.Option(False, "--json", help="Print the agents as JSON."),
+) -> None:
     """List deployed agents."""
 
     async def work(platform: PlatformAPI) -> None:
+        if as_json:
+            records = await platform.list_agents()
+            rows = [
+                {
+                    "name": r.name,
+                    "version": r.version,
+                    "runtime": r.manifest.get("runtime", ""),
+                    "description": r.manifest.get("description", ""),
+                    "deployed_at": r.deployed_at,
+                }
+                for r in records
+            ]
+            sys.stdout.write(json.dumps(rows) + "\n")
+            return
         table = Table("name", "version", "runtime", "description", "deployed")
         for record in await platform.list_agents():
             table.add_row(

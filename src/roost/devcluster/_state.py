@@ -14,7 +14,7 @@ from typing import Literal
 
 import msgspec
 
-from roost._proc import write_atomic
+from roost._statefile import StateFileError, read_state_file, write_state_file
 
 __all__ = [
     "STATE_VERSION",
@@ -83,22 +83,10 @@ class ClusterState(msgspec.Struct, frozen=True, kw_only=True):
     worker_logs: str
 
 
-class ClusterStateError(ValueError):
+class ClusterStateError(StateFileError):
     """A ``cluster.json`` that cannot be used: unreadable, not of the state's shape, or of a
     version this code does not read. The message says which, names the file and, for
     another version, what to do."""
-
-    def __init__(self, path: Path, message: str, *, version: int | None = None) -> None:
-        super().__init__(message)
-        self.path = path
-        self.version = version
-        """The version the file has when that is the problem (None otherwise)."""
-
-
-class _Versioned(msgspec.Struct):
-    # decoded first, so that another version is reported as such rather than as whatever
-    # field its shape happens to break
-    version: int
 
 
 def read_cluster_state(path: Path) -> ClusterState:
@@ -108,32 +96,18 @@ def read_cluster_state(path: Path) -> ClusterState:
     :class:`ClusterStateError` when it cannot be read, has the wrong shape (the message
     names the field) or another version.
     """
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise ClusterStateError(path, f"unreadable dev cluster state {path}: {exc}") from None
-    try:
-        found = msgspec.json.decode(data, type=_Versioned).version
-        if found != STATE_VERSION:
-            age = "a newer" if found > STATE_VERSION else "an older"
-            raise ClusterStateError(
-                path,
-                f"{path} has dev cluster state version {found} (written by {age} roost); "
-                f"this roost reads version {STATE_VERSION}: stop that cluster with the roost "
-                "version that started it (`roost dev down`), or remove the file if nothing "
-                "of it runs",
-                version=found,
-            )
-        return msgspec.json.decode(data, type=ClusterState)
-    except msgspec.ValidationError as exc:  # before DecodeError, its base class
-        raise ClusterStateError(path, f"{path} is not a dev cluster state: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise ClusterStateError(path, f"unreadable dev cluster state {path}: {exc}") from None
+    return read_state_file(
+        path,
+        ClusterState,
+        version=STATE_VERSION,
+        what="dev cluster state",
+        writer="roost",
+        advice="stop that cluster with the roost version that started it (`roost dev down`), "
+        "or remove the file if nothing of it runs",
+        error=ClusterStateError,
+    )
 
 
 def write_cluster_state(path: Path, state: ClusterState) -> None:
     """Write ``state`` to ``path`` atomically, as indented JSON (people read it too)."""
-    text = msgspec.json.format(msgspec.json.encode(state), indent=2).decode()
-    write_atomic(path, text + "\n")
+    write_state_file(path, state)

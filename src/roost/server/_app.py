@@ -11,7 +11,8 @@ from roost.server._deps import ServerState
 from roost.server._errors import install_error_handlers
 from roost.server._limits import BodyLimit
 from roost.server._principal import StaticTokenAuth
-from roost.server.routes import agents, models, openai, runs, secrets, sessions
+from roost.server.routes import a2a as a2a_routes
+from roost.server.routes import agents, models, openai, responses, runs, secrets, sessions
 
 DESCRIPTION = """\
 Roost as a network service: deploy agents, start and stream runs, browse sessions.
@@ -29,8 +30,9 @@ def create_app(platform: PlatformAPI, config: ServerConfig, auth: StaticTokenAut
     app = FastAPI(title="roost", version="1", description=DESCRIPTION)
     app.state.roost = ServerState(platform=platform, auth=auth, config=config)
     install_error_handlers(app)
-    for module in (agents, runs, sessions, models, secrets, openai):
+    for module in (agents, runs, sessions, models, secrets, openai, responses):
         app.include_router(module.router)
+    app.include_router(a2a_routes.router)
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
     if config.cors_origins:
         app.add_middleware(

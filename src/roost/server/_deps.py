@@ -19,6 +19,10 @@ from roost.server._principal import Principal, StaticTokenAuth
 
 T = TypeVar("T")
 
+#: The largest offset a cursor may name: far more items than a list is read for, and
+#: within what every database takes as a ``LIMIT`` (a 64-bit integer).
+MAX_CURSOR_OFFSET = 2**31 - 1
+
 
 @dataclass
 class ServerState:
@@ -90,7 +94,7 @@ def page_request(
             offset = int(base64.urlsafe_b64decode(cursor.encode() + b"==").decode())
         except (binascii.Error, UnicodeDecodeError, ValueError):
             raise ApiError(400, f"cursor: {cursor!r} is not a cursor this API gave") from None
-        if offset < 0:
+        if not 0 <= offset <= MAX_CURSOR_OFFSET:
             raise ApiError(400, f"cursor: {cursor!r} is not a cursor this API gave")
     return PageRequest(limit=limit or config.page_size, offset=offset)
 

@@ -56,7 +56,13 @@ class BodyLimit:
             if not refused:  # once refused, the 413 is the response
                 await send(message)
 
-        await self.app(scope, counted, guarded)
+        try:
+            await self.app(scope, counted, guarded)
+        except Exception:
+            # a route that reads the body itself sees the refusal as the client gone
+            # (starlette's ClientDisconnect); the 413 is sent, so that is no failure
+            if not refused:
+                raise
         if refused:
             await self._drain(receive)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from roost.protocol import CompleteMessage
 from roost.runtime import RunInfo
@@ -12,6 +12,38 @@ from roost.stores import AgentRecord, Branch, ModelRecord, Node, Session
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 RUN_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+#: How deeply a run's input may nest: a session's nodes hold it, and they must read back
+#: (pydantic serializes at most ~250 levels).
+MAX_INPUT_DEPTH = 64
+
+
+def _check_storable(value: Any, levels: int = 0) -> None:
+    """Raise ValueError unless ``value`` (parsed JSON) can be stored and read back: at most
+    :data:`MAX_INPUT_DEPTH` levels of arrays and objects, its text valid Unicode (JSON's
+    ``\\ud800`` escapes parse to lone surrogates, which no UTF-8 encoder takes)."""
+    if isinstance(value, str):
+        _check_text(value)
+        return
+    if not isinstance(value, (dict, list)):
+        return
+    if levels >= MAX_INPUT_DEPTH:
+        raise ValueError(f"nested more than {MAX_INPUT_DEPTH} levels deep")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(str(key))
+            _check_storable(item, levels + 1)
+    else:
+        for item in value:
+            _check_storable(item, levels + 1)
+
+
+def _check_text(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(
+            "text with a lone surrogate (an unpaired \\ud800-\\udfff escape)"
+        ) from None
 
 
 class Agent(BaseModel):
@@ -46,6 +78,12 @@ class RunStart(BaseModel):
     run_id: str | None = Field(
         None, pattern=RUN_ID, description="Makes the start idempotent: the same id, the same run"
     )
+
+    @field_validator("input")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        _check_storable(value)
+        return value
 
 
 class Run(BaseModel):

@@ -68,6 +68,8 @@ class ApiServer:
         family = socket.AF_INET6 if ":" in self.config.bind_address else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # accepted connections inherit it: no Nagle delay on a stream's small writes
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             sock.bind((self.config.bind_address, port))
         except OSError as exc:

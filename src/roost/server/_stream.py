@@ -70,9 +70,14 @@ class RunEventStream:
                     continue
                 if not reconciled:
                     reconciled = True
-                    for node in await self._recorded():
-                        if node.content.get("id") != event.id:
-                            yield self._item(node)
+                    # what was recorded before this event and is not sent yet (it came before
+                    # the subscription); what follows it comes live, like this one
+                    recorded = await self._recorded()
+                    ids = [n.content.get("id") for n in recorded]
+                    if event.id in ids:
+                        recorded = recorded[: ids.index(event.id)]
+                    for node in recorded:
+                        yield self._item(node)
                 if event.id not in self._sent:
                     self._sent.add(event.id)
                     yield {"id": event.id, "event": event.type, "data": encode(event).decode()}

@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 import msgspec
 
-from roost._proc import describe_returncode, write_atomic
+from roost._proc import describe_returncode
+from roost._statefile import StateFileError, read_state_file, write_state_file
 
 __all__ = [
     "STATUS_VERSION",
@@ -114,21 +115,9 @@ class SupervisorSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     workers: list[WorkerSnapshot]
 
 
-class SnapshotError(ValueError):
+class SnapshotError(StateFileError):
     """A status file that cannot be used: unreadable, not of the snapshot's shape, or of a
     version this code does not read. The message says which, and names the file."""
-
-    def __init__(self, path: Path, message: str, *, version: int | None = None) -> None:
-        super().__init__(message)
-        self.path = path
-        self.version = version
-        """The version the file has when that is the problem (None otherwise)."""
-
-
-class _Versioned(msgspec.Struct):
-    # decoded first, so that another version is reported as such rather than as whatever
-    # field its shape happens to break
-    version: int
 
 
 def read_snapshot(path: Path) -> SupervisorSnapshot:
@@ -137,31 +126,17 @@ def read_snapshot(path: Path) -> SupervisorSnapshot:
     Raises :class:`FileNotFoundError` when there is none, and :class:`SnapshotError` when it
     cannot be read, has the wrong shape (the message names the field) or another version.
     """
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise SnapshotError(path, f"unreadable status {path}: {exc}") from None
-    try:
-        found = msgspec.json.decode(data, type=_Versioned).version
-        if found != STATUS_VERSION:
-            age = "a newer" if found > STATUS_VERSION else "an older"
-            raise SnapshotError(
-                path,
-                f"{path} has status version {found} (written by {age} roostd); this roost "
-                f"reads version {STATUS_VERSION}: use the roost that runs that roostd, or "
-                "restart roostd with this one",
-                version=found,
-            )
-        return msgspec.json.decode(data, type=SupervisorSnapshot)
-    except msgspec.ValidationError as exc:  # before DecodeError, its base class
-        raise SnapshotError(path, f"{path} is not a status snapshot: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise SnapshotError(path, f"unreadable status {path}: {exc}") from None
+    return read_state_file(
+        path,
+        SupervisorSnapshot,
+        version=STATUS_VERSION,
+        what="status snapshot",
+        writer="roostd",
+        advice="use the roost that runs that roostd, or restart roostd with this one",
+        error=SnapshotError,
+    )
 
 
 def write_snapshot(path: Path, snapshot: SupervisorSnapshot) -> None:
     """Write ``snapshot`` to ``path`` atomically, as indented JSON (people read it too)."""
-    text = msgspec.json.format(msgspec.json.encode(snapshot), indent=2).decode()
-    write_atomic(path, text + "\n")
+    write_state_file(path, snapshot)

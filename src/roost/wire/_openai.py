@@ -79,8 +79,12 @@ class EmbeddingRequest(msgspec.Struct):
 
 
 def decode_body(data: bytes, type: type[T]) -> T:
+    """``data`` (a request body) decoded as ``type``; any problem is an
+    :class:`~roost.protocol.InvalidRequestError` saying what is wrong."""
     try:
         return msgspec.json.decode(data, type=type)
+    except RecursionError:
+        raise InvalidRequestError("request body is nested too deeply") from None
     except msgspec.ValidationError as exc:
         raise InvalidRequestError(f"invalid request body: {exc}") from None
     except msgspec.DecodeError as exc:

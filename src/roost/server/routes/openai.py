@@ -9,7 +9,7 @@ run's token events when ``stream`` is set. Each call is a recorded run. The head
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -19,8 +19,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from roost.platform import PlatformAPI
-from roost.protocol import CompleteMessage, EventMessage, InvalidRequestError, RoostError
+from roost.protocol import InvalidRequestError, RoostError
 from roost.server._deps import Caller, Platform
+from roost.server._runs_io import completion_of, follow_tokens, run_input, text_of
 from roost.wire import ChatCompletionRequest, decode_body, messages_of
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -55,15 +56,8 @@ async def chat_completions(request: Request, platform: Platform, caller: Caller)
     if not body.model:
         raise InvalidRequestError("'model' is required: the name of a deployed agent")
     messages = messages_of(body.messages)
-    prompt = next((m.content for m in reversed(messages) if m.role == "user"), "")
-    run_input: Any = prompt
-    if len(messages) > 1:
-        run_input = {
-            "prompt": prompt,
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
-        }
     session = request.headers.get(SESSION_HEADER) or None
-    started = await platform.start(body.model, run_input, session=session)
+    started = await platform.start(body.model, run_input(messages), session=session)
     headers = {SESSION_HEADER: started.session.name}
     completion_id = f"chatcmpl-{started.run_id}"
     created = int(time.time())
@@ -74,8 +68,7 @@ async def chat_completions(request: Request, platform: Platform, caller: Caller)
             include_usage,
         )  # fmt: skip
         return StreamingResponse(chunks, media_type="text/event-stream", headers=headers)
-    complete = await platform.harness.wait(started.run_id, session=started.session.id)
-    _raise_for(complete)
+    complete = await completion_of(platform, started.run_id, started.session.id)
     usage = complete.usage
     return JSONResponse(
         {
@@ -106,23 +99,6 @@ async def chat_completions(request: Request, platform: Platform, caller: Caller)
     )
 
 
-def text_of(output: Any) -> str:
-    """An agent's output as the assistant's text: a string as it is, a dict's ``reply``
-    (or ``content``, ``text``, ``output``) if that is a string, anything else as JSON."""
-    if isinstance(output, str):
-        return output
-    if isinstance(output, dict):
-        for key in ("reply", "content", "text", "output"):
-            if isinstance(output.get(key), str):
-                return str(output[key])
-    return json.dumps(output)
-
-
-def _raise_for(complete: CompleteMessage) -> None:
-    if complete.error is not None:
-        raise RoostError.from_info(complete.error)
-
-
 async def _stream(
     platform: PlatformAPI,
     run_id: str,
@@ -132,12 +108,6 @@ async def _stream(
     model: str,
     include_usage: bool,
 ) -> AsyncIterator[bytes]:
-    tokens: asyncio.Queue[str] = asyncio.Queue()
-
-    def on_event(event: EventMessage) -> None:
-        if event.type == "token":
-            tokens.put_nowait(str(event.data.get("text", "")))
-
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
         out: dict[str, Any] = {
             "id": completion_id,
@@ -151,46 +121,33 @@ async def _stream(
             out["usage"] = None
         return b"data: " + json.dumps(out).encode() + b"\n\n"
 
-    waiter = asyncio.ensure_future(
-        platform.harness.wait(run_id, session=session, on_event=on_event)
-    )
-    try:
-        yield chunk({"role": "assistant", "content": "", "refusal": None})
-        streamed = False
-        while True:
-            getter = asyncio.ensure_future(tokens.get())
-            await asyncio.wait({waiter, getter}, return_when=asyncio.FIRST_COMPLETED)
-            if not getter.done():
-                getter.cancel()
-                break
-            streamed = True
-            yield chunk({"content": getter.result()})
-        while not tokens.empty():
-            streamed = True
-            yield chunk({"content": tokens.get_nowait()})
+    yield chunk({"role": "assistant", "content": "", "refusal": None})
+    streamed = False
+    async with contextlib.aclosing(follow_tokens(platform, run_id, session)) as items:
         try:
-            complete = waiter.result()
-            _raise_for(complete)
+            async for item in items:
+                if isinstance(item, str):
+                    streamed = True
+                    yield chunk({"content": item})
+                else:
+                    complete = item
         except RoostError as exc:
             # the status line is sent: the failure travels in the stream, as OpenAI's does
             error = {"error": {"message": exc.message, "type": "server_error", "code": exc.code}}
             yield b"data: " + json.dumps(error).encode() + b"\n\n"
             yield b"data: [DONE]\n\n"
             return
-        if not streamed:
-            yield chunk({"content": text_of(complete.output)})
-        yield chunk({}, "stop")
-        if include_usage:
-            usage = complete.usage
-            final = json.loads(chunk({})[6:])
-            final["choices"] = []
-            final["usage"] = {
-                "prompt_tokens": usage.prompt_tokens,
-                "completion_tokens": usage.completion_tokens,
-                "total_tokens": usage.total_tokens,
-            }
-            yield b"data: " + json.dumps(final).encode() + b"\n\n"
-        yield b"data: [DONE]\n\n"
-    finally:
-        if not waiter.done():
-            waiter.cancel()
+    if not streamed:
+        yield chunk({"content": text_of(complete.output)})
+    yield chunk({}, "stop")
+    if include_usage:
+        usage = complete.usage
+        final = json.loads(chunk({})[6:])
+        final["choices"] = []
+        final["usage"] = {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens,
+        }
+        yield b"data: " + json.dumps(final).encode() + b"\n\n"
+    yield b"data: [DONE]\n\n"

@@ -1,0 +1,282 @@
+"""The API server under load, against baselines measured in the same run.
+
+1. ``get``: requests/s of ``GET /api/v1/runs/{id}`` against a bare FastAPI endpoint doing
+   the same read (``platform.harness.get_run``) with no auth, errors or schemas; each server
+   is a child process on loopback, the load comes from this process (target: <= 1.5x).
+2. ``latency``: run start -> first event through the API (``POST /runs`` then its SSE
+   stream) against the same run started in-process (``platform.run`` with ``on_event``);
+   p50 overhead (target: <= 20 ms).
+3. ``streams``: 200 concurrent SSE streams on one replica, each following its own run to
+   the end; every event must arrive.
+
+Runs use the in-process executor on SQLite and the memory bus (the monolith), so what is
+measured is the API's own cost, not Temporal's.
+
+    .venv/bin/python benchmarks/api.py                 # all three
+    .venv/bin/python benchmarks/api.py --streams 200 --seconds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from _machine import cpu_model
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+TOKEN = "bench-admin-token-0123456789"
+AGENT = """
+import asyncio
+
+async def run(ctx, input):
+    for i in range(int((input or {}).get("events", 3))):
+        await ctx.emit(f"step {i}", i=i)
+        await asyncio.sleep(float((input or {}).get("pause", 0.0)))
+    return {"reply": "done"}
+"""
+
+
+# --- the child servers --------------------------------------------------------------------
+
+
+async def _serve(kind: str, home: Path) -> None:
+    """A child process: the roost API, or the bare baseline, on one platform; prints its
+    URL and one run id, then serves until killed."""
+    from fastapi import FastAPI
+
+    from agent_helpers import make_agent
+    from roost.config import ServerConfig, Settings
+    from roost.platform import Platform
+    from roost.server import ApiServer
+
+    settings = Settings(home=home, workflows={"engine": "inprocess"})
+    platform = await Platform.open(settings)
+    await platform.deploy(make_agent(home / "src", "bench", AGENT, services=()))
+    result = await platform.run("bench", {"events": 1})
+    run_id = result.complete.correlation_id
+    config = ServerConfig(bind_address="127.0.0.1", api_port=0, health_port=0)
+    server = ApiServer(platform, config, TOKEN)
+    if kind == "bare":
+        bare = FastAPI()
+
+        @bare.get("/runs/{run_id}")
+        async def get_run(run_id: str) -> dict[str, Any]:
+            info = await platform.harness.get_run(run_id)
+            return {"id": info.id, "status": info.status, "session": info.session}
+
+        server.app = bare
+    endpoints = await server.start()
+    print(f"URL {endpoints.api} RUN {run_id}", flush=True)
+    await asyncio.Event().wait()
+
+
+def _start_child(kind: str, home: Path) -> tuple[subprocess.Popen[str], str, str]:
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve", kind, "--home", str(home)],
+        stdout=subprocess.PIPE, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    found = re.match(r"URL (\S+) RUN (\S+)", line)
+    if not found:
+        proc.kill()
+        raise SystemExit(f"the {kind} server did not start: {line!r}")
+    return proc, found.group(1), found.group(2)
+
+
+# --- 1. GET /runs/{id} against the bare endpoint -------------------------------------------
+
+
+async def _load(url: str, path: str, headers: dict[str, str], seconds: float, conc: int) -> float:
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
+        done = 0
+        stop = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            nonlocal done
+            while time.perf_counter() < stop:
+                reply = await client.get(path)
+                assert reply.status_code == 200, reply.text
+                done += 1
+
+        for _ in range(50):  # warm up
+            await client.get(path)
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(conc)))
+        return done / (time.perf_counter() - started)
+
+
+async def bench_get(seconds: float, concurrency: int, rounds: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        api, api_url, api_run = _start_child("api", Path(tmp) / "api")
+        bare, bare_url, bare_run = _start_child("bare", Path(tmp) / "bare")
+        try:
+            auth = {"Authorization": f"Bearer {TOKEN}"}
+            roost_rps, bare_rps = [], []
+            for _ in range(rounds):  # interleaved, so background load hits both alike
+                bare_rps.append(
+                    await _load(bare_url, f"/runs/{bare_run}", {}, seconds, concurrency)
+                )
+                roost_rps.append(
+                    await _load(api_url, f"/api/v1/runs/{api_run}", auth, seconds, concurrency)
+                )
+        finally:
+            for proc in (api, bare):
+                proc.kill()
+                proc.wait()
+    best_roost, best_bare = max(roost_rps), max(bare_rps)
+    return {
+        "roost_rps": round(best_roost),
+        "bare_rps": round(best_bare),
+        "ratio": round(best_bare / best_roost, 2),
+        "target": 1.5,
+    }
+
+
+# --- 2. start -> first event, API against in-process ----------------------------------------
+
+
+async def bench_latency(n: int) -> dict[str, Any]:
+    from api_helpers import api_server, deploy
+
+    with tempfile.TemporaryDirectory() as tmp:
+        async with api_server(Path(tmp) / "home") as api, api.client() as client:
+            await deploy(client, Path(tmp), "bench", AGENT)
+            platform = api.platform
+            inproc: list[float] = []
+            via_api: list[float] = []
+            for i in range(n + 5):
+                first = asyncio.get_running_loop().create_future()
+                started = time.perf_counter()
+
+                def on_event(event: Any, first: asyncio.Future[float] = first) -> None:
+                    if not first.done():
+                        first.set_result(time.perf_counter())
+
+                task = asyncio.ensure_future(
+                    platform.run("bench", {"events": 1}, on_event=on_event)
+                )
+                got = await first
+                await task
+                if i >= 5:
+                    inproc.append((got - started) * 1000)
+
+                started = time.perf_counter()
+                run = (
+                    await client.post(
+                        "/api/v1/runs", json={"agent": "bench", "input": {"events": 1}}
+                    )
+                ).json()
+                async with client.stream("GET", f"/api/v1/runs/{run['id']}/events") as stream:
+                    async for line in stream.aiter_lines():
+                        if line.startswith("data:"):
+                            got = time.perf_counter()
+                            break
+                if i >= 5:
+                    via_api.append((got - started) * 1000)
+    p50_in, p50_api = statistics.median(inproc), statistics.median(via_api)
+    return {
+        "inprocess_p50_ms": round(p50_in, 2),
+        "api_p50_ms": round(p50_api, 2),
+        "overhead_p50_ms": round(p50_api - p50_in, 2),
+        "api_p90_ms": round(sorted(via_api)[int(0.9 * len(via_api))], 2),
+        "target_ms": 20,
+    }
+
+
+# --- 3. concurrent SSE streams ----------------------------------------------------------------
+
+
+async def bench_streams(streams: int, events: int) -> dict[str, Any]:
+    from api_helpers import api_server, deploy
+
+    with tempfile.TemporaryDirectory() as tmp:
+        async with api_server(Path(tmp) / "home") as api, api.client() as client:
+            await deploy(client, Path(tmp), "bench", AGENT)
+            limits = httpx.Limits(max_connections=streams + 10)
+            async with httpx.AsyncClient(
+                base_url=api.url, headers={"Authorization": f"Bearer {TOKEN}"},
+                timeout=120, limits=limits,
+            ) as many:  # fmt: skip
+
+                async def follow() -> int:
+                    body = {"agent": "bench", "input": {"events": events, "pause": 0.05}}
+                    run = (await many.post("/api/v1/runs", json=body)).json()
+                    count = 0
+                    async with many.stream("GET", f"/api/v1/runs/{run['id']}/events") as s:
+                        async for line in s.aiter_lines():
+                            if line.startswith("event:"):
+                                count += 1
+                    return count
+
+                started = time.perf_counter()
+                counts = await asyncio.gather(*(follow() for _ in range(streams)))
+                elapsed = time.perf_counter() - started
+    expected = events + 1  # the events and the completion
+    return {
+        "streams": streams,
+        "events_each": expected,
+        "complete_streams": sum(1 for c in counts if c == expected),
+        "events_received": sum(counts),
+        "seconds": round(elapsed, 2),
+        "events_per_s": round(sum(counts) / elapsed),
+    }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--serve", choices=["api", "bare"], help=argparse.SUPPRESS)
+    parser.add_argument("--home", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--only", choices=["get", "latency", "streams"])
+    parser.add_argument("--seconds", type=float, default=3.0, help="load per round (get)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--runs", type=int, default=50, help="runs measured (latency)")
+    parser.add_argument("--streams", type=int, default=200)
+    parser.add_argument("--events", type=int, default=5)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    if args.serve:
+        await _serve(args.serve, args.home)
+        return
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    results: dict[str, Any] = {}
+    if args.only in (None, "get"):
+        results["get"] = await bench_get(args.seconds, args.concurrency, args.rounds)
+        r = results["get"]
+        verdict = "PASS" if r["ratio"] <= r["target"] else "FAIL"
+        print(f"GET /api/v1/runs/{{id}}: roost {r['roost_rps']} req/s, bare FastAPI "
+              f"{r['bare_rps']} req/s: {r['ratio']}x (target <= 1.5x) {verdict}")  # fmt: skip
+    if args.only in (None, "latency"):
+        results["latency"] = await bench_latency(args.runs)
+        r = results["latency"]
+        verdict = "PASS" if r["overhead_p50_ms"] <= r["target_ms"] else "FAIL"
+        print(f"start -> first event: in-process p50 {r['inprocess_p50_ms']} ms, API p50 "
+              f"{r['api_p50_ms']} ms (p90 {r['api_p90_ms']}): overhead "
+              f"{r['overhead_p50_ms']} ms (target <= 20 ms) {verdict}")  # fmt: skip
+    if args.only in (None, "streams"):
+        results["streams"] = await bench_streams(args.streams, args.events)
+        r = results["streams"]
+        verdict = "PASS" if r["complete_streams"] == r["streams"] else "FAIL"
+        print(f"{r['streams']} concurrent SSE streams: {r['complete_streams']} complete, "
+              f"{r['events_received']} events in {r['seconds']} s "
+              f"({r['events_per_s']} events/s) {verdict}")  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
