@@ -201,6 +201,7 @@ async def bench_latency(n: int) -> dict[str, Any]:
 
 
 async def bench_streams(streams: int, events: int) -> dict[str, Any]:
+    from api_helpers import TOKEN as HELPER_TOKEN
     from api_helpers import api_server, deploy
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -208,13 +209,15 @@ async def bench_streams(streams: int, events: int) -> dict[str, Any]:
             await deploy(client, Path(tmp), "bench", AGENT)
             limits = httpx.Limits(max_connections=streams + 10)
             async with httpx.AsyncClient(
-                base_url=api.url, headers={"Authorization": f"Bearer {TOKEN}"},
+                base_url=api.url, headers={"Authorization": f"Bearer {HELPER_TOKEN}"},
                 timeout=120, limits=limits,
             ) as many:  # fmt: skip
 
                 async def follow() -> int:
                     body = {"agent": "bench", "input": {"events": events, "pause": 0.05}}
-                    run = (await many.post("/api/v1/runs", json=body)).json()
+                    reply = await many.post("/api/v1/runs", json=body)
+                    assert reply.status_code == 202, reply.text
+                    run = reply.json()
                     count = 0
                     async with many.stream("GET", f"/api/v1/runs/{run['id']}/events") as s:
                         async for line in s.aiter_lines():
