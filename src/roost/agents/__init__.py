@@ -23,6 +23,7 @@ from roost.agents._manifest import (
     load_manifest,
     parse_manifest,
 )
+from roost.agents._upload import pack_agent
 
 __all__ = [
     "MANIFEST_FILE",
@@ -43,6 +44,7 @@ __all__ = [
     "find_dependencies",
     "load_entry",
     "load_manifest",
+    "pack_agent",
     "pack_folder",
     "parse_manifest",
     "prepare_environment",

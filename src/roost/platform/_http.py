@@ -36,7 +36,10 @@ import httpx
 import msgspec
 
 from roost import __version__
-from roost.agents import BundleError, ManifestError, OutputCallback, load_manifest, pack_folder
+from roost.agents import (
+    OutputCallback,
+    pack_agent,
+)
 from roost.config import ClientSettings, ConfigError
 from roost.platform._harness_rpc import DEPLOY_TIMEOUT_S
 from roost.protocol import (
@@ -594,13 +597,7 @@ class HttpPlatform:
         """Pack the agent folder and upload it; the server validates it against its
         platform and installs its dependencies. The install's output is not sent back over
         the API: ``on_output`` is not called."""
-        path = Path(path).resolve()
-        folder = path.parent if path.is_file() else path
-        load_manifest(path)  # a malformed manifest is reported here, before any upload
-        try:
-            bundle = await asyncio.to_thread(pack_folder, folder)
-        except BundleError as exc:
-            raise ManifestError(folder / "agent.toml", "", str(exc)) from None
+        bundle, folder = await pack_agent(path)
         return await self.deploy_bundle(bundle, source=str(folder), on_output=on_output)
 
     async def deploy_bundle(

@@ -13,7 +13,10 @@ import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from roost.agents import BundleError, ManifestError, OutputCallback, load_manifest, pack_folder
+from roost.agents import (
+    OutputCallback,
+    pack_agent,
+)
 from roost.config import ClientSettings, Settings
 from roost.platform._harness_rpc import RemoteHarness
 from roost.platform._models import model_record
@@ -75,13 +78,7 @@ class RemotePlatform:
         """Pack the agent folder and deploy it on the deployment (which validates it against
         its live workers and installs its dependencies). The install's output is not
         streamed over gRPC: ``on_output`` gets its last lines when the deploy is done."""
-        path = Path(path).resolve()
-        folder = path.parent if path.is_file() else path
-        load_manifest(path)  # a malformed manifest is reported here, before any upload
-        try:
-            bundle = await asyncio.to_thread(pack_folder, folder)
-        except BundleError as exc:
-            raise ManifestError(folder / "agent.toml", "", str(exc)) from None
+        bundle, folder = await pack_agent(path)
         return await self.deploy_bundle(bundle, source=str(folder), on_output=on_output)
 
     async def deploy_bundle(
