@@ -6,8 +6,8 @@
 2. ``latency``: run start -> first event through the API (``POST /runs`` then its SSE
    stream) against the same run started in-process (``platform.run`` with ``on_event``);
    p50 overhead (target: <= 20 ms).
-3. ``streams``: 200 concurrent SSE streams on one replica, each following its own run to
-   the end; every event must arrive.
+3. ``streams``: 200 concurrent SSE streams on one replica (a child process), each
+   following its own run to the end; every event must arrive.
 
 Runs use the in-process executor on SQLite and the memory bus (the monolith), so what is
 measured is the API's own cost, not Temporal's.
@@ -40,11 +40,15 @@ sys.path.insert(0, str(ROOT / "tests"))
 TOKEN = "bench-admin-token-0123456789"
 AGENT = """
 import asyncio
+import time
 
 async def run(ctx, input):
-    for i in range(int((input or {}).get("events", 3))):
+    input = input or {}
+    if "at" in input:  # start emitting at this wall-clock time (every stream attached)
+        await asyncio.sleep(max(0.0, float(input["at"]) - time.time()))
+    for i in range(int(input.get("events", 3))):
         await ctx.emit(f"step {i}", i=i)
-        await asyncio.sleep(float((input or {}).get("pause", 0.0)))
+        await asyncio.sleep(float(input.get("pause", 0.0)))
     return {"reply": "done"}
 """
 
@@ -201,41 +205,52 @@ async def bench_latency(n: int) -> dict[str, Any]:
 
 
 async def bench_streams(streams: int, events: int) -> dict[str, Any]:
-    from api_helpers import TOKEN as HELPER_TOKEN
-    from api_helpers import api_server, deploy
-
+    """All runs are started and all streams opened first; the runs then emit together, so
+    what is measured is the fan-out of live events: each event's lag from its emission
+    (the message's timestamp) to its arrival at the client."""
     with tempfile.TemporaryDirectory() as tmp:
-        async with api_server(Path(tmp) / "home") as api, api.client() as client:
-            await deploy(client, Path(tmp), "bench", AGENT)
+        proc, url, _ = _start_child("api", Path(tmp) / "home")
+        try:
             limits = httpx.Limits(max_connections=streams + 10)
             async with httpx.AsyncClient(
-                base_url=api.url, headers={"Authorization": f"Bearer {HELPER_TOKEN}"},
+                base_url=url, headers={"Authorization": f"Bearer {TOKEN}"},
                 timeout=120, limits=limits,
             ) as many:  # fmt: skip
+                at = time.time() + 3 + 0.03 * streams
+                body = {"agent": "bench", "input": {"events": events, "pause": 0.2, "at": at}}
+                late: list[str] = []
 
-                async def follow() -> int:
-                    body = {"agent": "bench", "input": {"events": events, "pause": 0.05}}
+                async def follow() -> list[float]:
                     reply = await many.post("/api/v1/runs", json=body)
                     assert reply.status_code == 202, reply.text
                     run = reply.json()
-                    count = 0
+                    lags: list[float] = []
                     async with many.stream("GET", f"/api/v1/runs/{run['id']}/events") as s:
+                        if time.time() > at:  # its first events come from the replay
+                            late.append(run["id"])
                         async for line in s.aiter_lines():
-                            if line.startswith("event:"):
-                                count += 1
-                    return count
+                            if line.startswith("data:"):
+                                sent = json.loads(line[5:])["timestamp"]
+                                lags.append(time.time() - sent)
+                    return lags
 
-                started = time.perf_counter()
-                counts = await asyncio.gather(*(follow() for _ in range(streams)))
-                elapsed = time.perf_counter() - started
+                results = await asyncio.gather(*(follow() for _ in range(streams)))
+                emitting = time.time() - at
+        finally:
+            proc.kill()
+            proc.wait()
     expected = events + 1  # the events and the completion
+    lags = sorted(lag * 1000 for each in results for lag in each)
     return {
         "streams": streams,
         "events_each": expected,
-        "complete_streams": sum(1 for c in counts if c == expected),
-        "events_received": sum(counts),
-        "seconds": round(elapsed, 2),
-        "events_per_s": round(sum(counts) / elapsed),
+        "complete_streams": sum(1 for each in results if len(each) == expected),
+        "events_received": len(lags),
+        "attached_late": sum(1 for _ in late),
+        "emitting_s": round(emitting, 2),
+        "events_per_s": round(len(lags) / emitting),
+        "lag_p50_ms": round(statistics.median(lags), 1),
+        "lag_p99_ms": round(lags[int(0.99 * (len(lags) - 1))], 1),
     }
 
 
@@ -275,8 +290,9 @@ async def main() -> None:
         r = results["streams"]
         verdict = "PASS" if r["complete_streams"] == r["streams"] else "FAIL"
         print(f"{r['streams']} concurrent SSE streams: {r['complete_streams']} complete, "
-              f"{r['events_received']} events in {r['seconds']} s "
-              f"({r['events_per_s']} events/s) {verdict}")  # fmt: skip
+              f"{r['events_received']} events in {r['emitting_s']} s ({r['events_per_s']}/s); "
+              f"emit -> client lag p50 {r['lag_p50_ms']} ms, p99 {r['lag_p99_ms']} ms; "
+              f"{r['attached_late']} attached late {verdict}")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 

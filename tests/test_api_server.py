@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from api_helpers import TOKEN, Api, api_server, deploy
+from roost.config import ServerConfig
 
 
 @pytest.fixture
@@ -285,6 +286,34 @@ async def test_a_body_over_the_limit_is_refused(tmp_path: Path) -> None:
         assert big.json()["error"]["message"].startswith("request body too large")
         streamed = await client.post("/api/v1/runs", content=chunks())
         assert streamed.status_code == 413
+
+
+async def test_idle_connections_are_kept_for_keep_alive_s(tmp_path: Path) -> None:
+    """uvicorn's own default (5 s) is shorter than load balancers' idle timeouts, which
+    makes the server close connections a balancer is about to reuse; the setting is used."""
+
+    async def closed_after(port: int, idle_s: float, wait_s: float) -> bool:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        head = (await reader.readuntil(b"\r\n\r\n")).decode().lower()
+        length = int(head.split("content-length:")[1].split("\r\n")[0])
+        await reader.readexactly(length)
+        await asyncio.sleep(idle_s)
+        try:
+            return await asyncio.wait_for(reader.read(1024), wait_s) == b""  # EOF: closed
+        except TimeoutError:
+            return False
+        finally:
+            writer.close()
+
+    assert ServerConfig().keep_alive_s > 60
+    async with api_server(tmp_path / "home", keep_alive_s=3) as api:
+        port = int(api.url.rsplit(":", 1)[1])
+        assert not await closed_after(port, 1.0, wait_s=0.5)
+    async with api_server(tmp_path / "home2", keep_alive_s=1) as api:
+        port = int(api.url.rsplit(":", 1)[1])
+        assert await closed_after(port, 2.0, wait_s=1.0)  # before uvicorn's 5 s
 
 
 async def test_an_outsider_is_refused_everywhere(api: Api) -> None:

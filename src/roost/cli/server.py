@@ -23,6 +23,19 @@ _PANEL_NET = "Network"
 _PANEL_DEPS = "Infrastructure"
 
 
+def _option(panel: str, flag: str, env: str, help: str, default: Any = None) -> Any:
+    """A flag that also reads its environment variable, in a help panel."""
+    return typer.Option(default, flag, envvar=env, help=help, rich_help_panel=panel)
+
+
+def _net(flag: str, env: str, help: str, default: Any = None) -> Any:
+    return _option(_PANEL_NET, flag, env, help, default)
+
+
+def _infra(flag: str, env: str, help: str, default: Any = None) -> Any:
+    return _option(_PANEL_DEPS, flag, env, help, default)
+
+
 def _overrides(
     *,
     data_dir: Path | None,
@@ -87,101 +100,33 @@ def _serve(main: Any) -> None:
         fail(str(exc) or type(exc).__name__)
 
 
-DataDir = typer.Option(
-    None,
-    "--data-dir",
-    envvar="DATA_DIR",
-    help="Roost's home: database, logs, agents.",
-    rich_help_panel=_PANEL_DEPS,
+DataDir = _infra("--data-dir", "DATA_DIR", "Roost's home: database, logs, agents.")
+DbUrl = _infra(
+    "--db-url", "DATABASE_URL", "SQLAlchemy URL of the shared database (postgresql+psycopg://...)."
 )
-DbUrl = typer.Option(
-    None,
-    "--db-url",
-    envvar="DATABASE_URL",
-    help="SQLAlchemy URL of the shared database (postgresql+psycopg://...).",
-    rich_help_panel=_PANEL_DEPS,
+NatsUrl = _infra("--nats-url", "NATS_URL", "NATS server URL (distributed mode).")
+TemporalHost = _infra(
+    "--temporal-host", "TEMPORAL_HOST", "External Temporal host (unset: the embedded server)."
 )
-NatsUrl = typer.Option(
-    None,
-    "--nats-url",
-    envvar="NATS_URL",
-    help="NATS server URL (distributed mode).",
-    rich_help_panel=_PANEL_DEPS,
-)
-TemporalHost = typer.Option(
-    None,
-    "--temporal-host",
-    envvar="TEMPORAL_HOST",
-    help="External Temporal host (unset: the embedded server).",
-    rich_help_panel=_PANEL_DEPS,
-)
-TemporalPort = typer.Option(
-    7233,
-    "--temporal-port",
-    envvar="TEMPORAL_PORT",
-    help="Temporal port.",
-    rich_help_panel=_PANEL_DEPS,
-)
-TemporalNamespace = typer.Option(
-    None,
-    "--temporal-namespace",
-    envvar="TEMPORAL_NAMESPACE",
-    help="Temporal namespace.",
-    rich_help_panel=_PANEL_DEPS,
-)
-HealthPort = typer.Option(
-    None,
-    "--health-port",
-    envvar="HEALTH_PORT",
-    help="Port of /health and /ready [default: 8081].",
-    rich_help_panel=_PANEL_NET,
-)
+TemporalPort = _infra("--temporal-port", "TEMPORAL_PORT", "Temporal port.", default=7233)
+TemporalNamespace = _infra("--temporal-namespace", "TEMPORAL_NAMESPACE", "Temporal namespace.")
+HealthPort = _net("--health-port", "HEALTH_PORT", "Port of /health and /ready [default: 8081].")
 
 
 @app.command()
 def api(
-    api_port: int | None = typer.Option(
-        None,
-        "--api-port",
-        envvar="API_PORT",
-        help="HTTP API port [default: 8080].",
-        rich_help_panel=_PANEL_NET,
-    ),
+    api_port: int | None = _net("--api-port", "API_PORT", "HTTP API port [default: 8080]."),
     health_port: int | None = HealthPort,
-    bind_address: str | None = typer.Option(
-        None,
-        "--bind-address",
-        envvar="BIND_ADDRESS",
-        help="Interface to listen on [default: 0.0.0.0].",
-        rich_help_panel=_PANEL_NET,
+    bind_address: str | None = _net(
+        "--bind-address", "BIND_ADDRESS", "Interface to listen on [default: 0.0.0.0]."
     ),
-    tls_cert: Path | None = typer.Option(
-        None,
-        "--tls-cert",
-        envvar="TLS_CERT_FILE",
-        help="TLS certificate (PEM).",
-        rich_help_panel=_PANEL_NET,
-    ),
-    tls_key: Path | None = typer.Option(
-        None,
-        "--tls-key",
-        envvar="TLS_KEY_FILE",
-        help="TLS private key (PEM).",
-        rich_help_panel=_PANEL_NET,
-    ),
-    disable_tls: bool | None = typer.Option(
-        None,
-        "--disable-tls",
-        envvar="DISABLE_TLS",
-        help="Serve plain HTTP.",
-        rich_help_panel=_PANEL_NET,
-    ),
-    cors_origins: str | None = typer.Option(
-        None,
+    tls_cert: Path | None = _net("--tls-cert", "TLS_CERT_FILE", "TLS certificate (PEM)."),
+    tls_key: Path | None = _net("--tls-key", "TLS_KEY_FILE", "TLS private key (PEM)."),
+    disable_tls: bool | None = _net("--disable-tls", "DISABLE_TLS", "Serve plain HTTP."),
+    cors_origins: str | None = _net(
         "--cors-origins",
-        envvar="CORS_ALLOWED_ORIGINS",
-        help="Comma-separated origins a browser may call from, or *.",
-        rich_help_panel=_PANEL_NET,
+        "CORS_ALLOWED_ORIGINS",
+        "Comma-separated origins a browser may call from, or *.",
     ),
     data_dir: Path | None = DataDir,
     db_url: str | None = DbUrl,
@@ -207,9 +152,7 @@ def api(
             tls_cert=tls_cert, tls_key=tls_key, disable_tls=disable_tls, cors_origins=origins,
         )
     )  # fmt: skip
-    _serve(
-        lambda: serve_api(config, announce=lambda line: err_console.print(line, highlight=False))
-    )
+    _serve(lambda: serve_api(config, announce=_announce))
 
 
 @app.command()

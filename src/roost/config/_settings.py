@@ -142,6 +142,10 @@ class ServerConfig(_Section):
     """The largest request body (an agent bundle is at most 64 MB)."""
     heartbeat_s: float = Field(15.0, gt=0)
     """How often an idle event stream sends a keep-alive comment."""
+    keep_alive_s: int = Field(75, ge=1)
+    """How long an idle HTTP/1.1 connection stays open. Longer than a load balancer's idle
+    timeout (60 s on the common ones), so the server never closes a connection the balancer
+    or a client is about to reuse: that race is a reset, seen as a 502 or a read error."""
     page_size: int = Field(50, ge=1, le=1000)
     """Items per page of a list when the client does not say (at most ``max_page_size``)."""
     max_page_size: int = Field(200, ge=1, le=10000)

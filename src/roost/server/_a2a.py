@@ -24,7 +24,6 @@ The mapping, read from the platform on every call (nothing is kept here):
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import contextlib
@@ -95,6 +94,7 @@ from roost.protocol import (
     ServiceTimeoutError,
 )
 from roost.runtime import RunInfo
+from roost.server._follow import LiveRun
 from roost.server._principal import Principal
 from roost.server._runs_io import text_of
 from roost.stores import AgentRecord, Node
@@ -461,45 +461,24 @@ async def follow(
         sent.add(event.id)
         return EventNode.of_message(event)
 
-    queue: asyncio.Queue[EventMessage] = asyncio.Queue()
-    waiter = asyncio.ensure_future(
-        platform.harness.wait(info.id, session=info.session, on_event=queue.put_nowait)
-    )
-    getter: asyncio.Future[EventMessage] | None = None
-    idle_s = _IDLE_S
-    try:
+    async with LiveRun(
+        platform, info.id, info.session, idle_s=_IDLE_S, idle_max_s=_IDLE_MAX_S
+    ) as stream:
         for event in await recorded():
             yield event
-        while not waiter.done():
-            getter = asyncio.ensure_future(queue.get())
-            done, _ = await asyncio.wait(
-                {waiter, getter}, timeout=idle_s, return_when=asyncio.FIRST_COMPLETED
-            )
-            if getter.done():
-                found = live(getter.result())
-                if found is not None:
-                    yield found
-                continue
-            getter.cancel()
-            if not done:
-                idle_s = min(idle_s * 2, _IDLE_MAX_S)
+        async for item in stream:
+            if isinstance(item, CompleteMessage):
                 for event in await recorded():
                     yield event
-        while not queue.empty():
-            found = live(queue.get_nowait())
+                yield item
+                return
+            if item is None:  # quiet: anything recorded that the subscription missed
+                for event in await recorded():
+                    yield event
+                continue
+            found = live(item)
             if found is not None:
                 yield found
-        complete = waiter.result()
-        for event in await recorded():
-            yield event
-        yield complete
-    finally:
-        if getter is not None and not getter.done():
-            getter.cancel()
-        if not waiter.done():
-            waiter.cancel()
-            with contextlib.suppress(BaseException):
-                await waiter
 
 
 # --- the request handler --------------------------------------------------------------------

@@ -7,13 +7,13 @@ the agent named by ``model``. The conventions of that mapping live here, once.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from roost.platform import PlatformAPI
-from roost.protocol import ChatMessage, CompleteMessage, EventMessage, RoostError
+from roost.protocol import ChatMessage, CompleteMessage, RoostError
+from roost.server._follow import LiveRun
 
 
 def run_input(messages: Sequence[ChatMessage]) -> Any:
@@ -62,32 +62,14 @@ async def follow_tokens(
 
     Token events are live only: the subscription starts when this does, so tokens a run
     emits before are not seen (the completion still carries the whole output)."""
-    tokens: asyncio.Queue[str] = asyncio.Queue()
-
-    def on_event(event: EventMessage) -> None:
-        if event.type == "token":
-            tokens.put_nowait(str(event.data.get("text", "")))
-
-    waiter = asyncio.ensure_future(
-        platform.harness.wait(run_id, session=session, on_event=on_event)
-    )
-    getter: asyncio.Future[str] | None = None
-    try:
-        while True:
-            getter = asyncio.ensure_future(tokens.get())
-            await asyncio.wait({waiter, getter}, return_when=asyncio.FIRST_COMPLETED)
-            if not getter.done():
-                break
-            yield getter.result()
-        while not tokens.empty():
-            yield tokens.get_nowait()
-        complete = waiter.result()
-        raise_for(complete)
-        yield complete
-    finally:
-        for pending in (getter, waiter):
-            if pending is not None and not pending.done():
-                pending.cancel()
+    async with LiveRun(platform, run_id, session) as live:
+        async for item in live:
+            if isinstance(item, CompleteMessage):
+                raise_for(item)
+                yield item
+                return
+            if item is not None and item.type == "token":
+                yield str(item.data.get("text", ""))
 
 
 __all__ = ["completion_of", "follow_tokens", "raise_for", "run_input", "text_of"]

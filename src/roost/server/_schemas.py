@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from roost.protocol import CompleteMessage
-from roost.runtime import RunInfo
-from roost.stores import AgentRecord, Branch, ModelRecord, Node, Session
+from roost.stores import AgentRecord
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 RUN_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
@@ -44,6 +43,16 @@ def _check_text(text: str) -> None:
         raise ValueError(
             "text with a lone surrogate (an unpaired \\ud800-\\udfff escape)"
         ) from None
+
+
+class _View(BaseModel):
+    """A response body read off a record's attributes of the same names."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    @classmethod
+    def of(cls, record: object) -> Self:
+        return cls.model_validate(record)
 
 
 class Agent(BaseModel):
@@ -86,7 +95,7 @@ class RunStart(BaseModel):
         return value
 
 
-class Run(BaseModel):
+class Run(_View):
     id: str
     agent: str
     session: str
@@ -95,19 +104,6 @@ class Run(BaseModel):
     started_at: float
     closed_at: float | None = None
     question: str = ""
-
-    @classmethod
-    def of(cls, info: RunInfo) -> Run:
-        return cls(
-            id=info.id,
-            agent=info.agent,
-            session=info.session,
-            branch=info.branch,
-            status=info.status,
-            started_at=info.started_at,
-            closed_at=info.closed_at,
-            question=info.question,
-        )
 
 
 class RunError(BaseModel):
@@ -158,7 +154,7 @@ class Answer(BaseModel):
     text: str = Field(max_length=100_000)
 
 
-class SessionOut(BaseModel):
+class SessionOut(_View):
     id: str
     name: str
     agent: str
@@ -167,38 +163,16 @@ class SessionOut(BaseModel):
     created_at: float
     updated_at: float
 
-    @classmethod
-    def of(cls, session: Session) -> SessionOut:
-        return cls(
-            id=session.id,
-            name=session.name,
-            agent=session.agent,
-            status=session.status,
-            main_branch=session.main_branch,
-            created_at=session.created_at,
-            updated_at=session.updated_at,
-        )
 
-
-class BranchOut(BaseModel):
+class BranchOut(_View):
     session: str
     name: str
     head: str | None
     created_from: str | None
     created_at: float
 
-    @classmethod
-    def of(cls, branch: Branch) -> BranchOut:
-        return cls(
-            session=branch.session,
-            name=branch.name,
-            head=branch.head,
-            created_from=branch.created_from,
-            created_at=branch.created_at,
-        )
 
-
-class NodeOut(BaseModel):
+class NodeOut(_View):
     id: str
     seq: int
     parent: str | None
@@ -206,18 +180,6 @@ class NodeOut(BaseModel):
     kind: str
     content: dict[str, Any]
     created_at: float
-
-    @classmethod
-    def of(cls, node: Node) -> NodeOut:
-        return cls(
-            id=node.id,
-            seq=node.seq,
-            parent=node.parent,
-            branch=node.branch,
-            kind=node.kind,
-            content=node.content,
-            created_at=node.created_at,
-        )
 
 
 class Fork(BaseModel):
@@ -229,7 +191,7 @@ class Promote(BaseModel):
     branch: str = Field(min_length=1, max_length=200)
 
 
-class Model(BaseModel):
+class Model(_View):
     name: str
     kind: str
     engine: str
@@ -237,18 +199,6 @@ class Model(BaseModel):
     base_url: str = ""
     api_key_secret: str = ""
     dimension: int = 0
-
-    @classmethod
-    def of(cls, record: ModelRecord) -> Model:
-        return cls(
-            name=record.name,
-            kind=record.kind,
-            engine=record.engine,
-            target=record.target,
-            base_url=record.base_url,
-            api_key_secret=record.api_key_secret,
-            dimension=record.dimension,
-        )
 
 
 class ModelAdd(BaseModel):

@@ -83,6 +83,7 @@ class ApiServer:
                 log_level="warning",
                 lifespan="off",
                 timeout_graceful_shutdown=5,
+                timeout_keep_alive=self.config.keep_alive_s,
                 **tls,  # type: ignore[arg-type]
             )
         )

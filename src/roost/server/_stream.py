@@ -16,8 +16,6 @@ event and at the end, sending anything still missing in order before going on.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,6 +24,7 @@ import msgspec
 from roost.platform import PlatformAPI
 from roost.protocol import CompleteMessage, EventMessage, encode
 from roost.runtime import RunInfo
+from roost.server._follow import LiveRun
 from roost.stores import Node
 
 _DURABLE_KINDS = ("event", "complete")
@@ -46,27 +45,19 @@ class RunEventStream:
             for node in await self._recorded():
                 yield self._item(node)
             return
-        queue: asyncio.Queue[EventMessage] = asyncio.Queue()
-        waiter = asyncio.ensure_future(
-            self.platform.harness.wait(
-                self.info.id, session=self.info.session, on_event=queue.put_nowait
-            )
-        )
-        try:
+        complete: CompleteMessage | None = None
+        async with LiveRun(self.platform, self.info.id, self.info.session) as live:
             for node in await self._recorded():
                 yield self._item(node)
             reconciled = False
-            while True:
-                getter = asyncio.ensure_future(queue.get())
-                await asyncio.wait({waiter, getter}, return_when=asyncio.FIRST_COMPLETED)
-                if not getter.done():
-                    getter.cancel()
+            async for item in live:
+                if isinstance(item, CompleteMessage):
+                    complete = item
                     break
-                event = getter.result()
-                if not self._mine(event):
+                if item is None or not self._mine(item):
                     continue
-                if event.type == "token":
-                    yield {"event": "token", "data": encode(event).decode()}
+                if item.type == "token":
+                    yield {"event": "token", "data": encode(item).decode()}
                     continue
                 if not reconciled:
                     reconciled = True
@@ -74,30 +65,20 @@ class RunEventStream:
                     # the subscription); what follows it comes live, like this one
                     recorded = await self._recorded()
                     ids = [n.content.get("id") for n in recorded]
-                    if event.id in ids:
-                        recorded = recorded[: ids.index(event.id)]
+                    if item.id in ids:
+                        recorded = recorded[: ids.index(item.id)]
                     for node in recorded:
                         yield self._item(node)
-                if event.id not in self._sent:
-                    self._sent.add(event.id)
-                    yield {"id": event.id, "event": event.type, "data": encode(event).decode()}
-            while not queue.empty():
-                event = queue.get_nowait()
-                if self._mine(event) and event.type != "token" and event.id not in self._sent:
-                    self._sent.add(event.id)
-                    yield {"id": event.id, "event": event.type, "data": encode(event).decode()}
-            complete: CompleteMessage = waiter.result()
-            for node in await self._recorded():
-                if node.kind == "event":
-                    yield self._item(node)
-            if complete.id not in self._sent:
-                self._sent.add(complete.id)
-                yield {"id": complete.id, "event": "complete", "data": encode(complete).decode()}
-        finally:
-            if not waiter.done():
-                waiter.cancel()
-                with contextlib.suppress(BaseException):
-                    await waiter
+                if item.id not in self._sent:
+                    self._sent.add(item.id)
+                    yield {"id": item.id, "event": item.type, "data": encode(item).decode()}
+        assert complete is not None  # LiveRun ends with the completion or raises
+        for node in await self._recorded():
+            if node.kind == "event":
+                yield self._item(node)
+        if complete.id not in self._sent:
+            self._sent.add(complete.id)
+            yield {"id": complete.id, "event": "complete", "data": encode(complete).decode()}
 
     def _mine(self, event: EventMessage) -> bool:
         # tokens carry the model call's id, not the run's: they belong to the session's run
