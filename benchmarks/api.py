@@ -6,7 +6,9 @@
 2. ``latency``: run start -> first event through the API (``POST /runs`` then its SSE
    stream) against the same run started in-process (``platform.run`` with ``on_event``);
    p50 overhead (target: <= 20 ms).
-3. ``streams``: 200 concurrent SSE streams on one replica (a child process), each
+3. ``auth``: the p50 of one request authenticated with a personal access token against
+   the same request with the static admin token (target: <= 1.1x).
+4. ``streams``: 200 concurrent SSE streams on one replica (a child process), each
    following its own run to the end; every event must arrive.
 
 Runs use the in-process executor on SQLite and the memory bus (the monolith), so what is
@@ -62,16 +64,19 @@ async def _serve(kind: str, home: Path) -> None:
     from fastapi import FastAPI
 
     from agent_helpers import make_agent
+    from roost.auth import DEFAULT_TENANT, Authenticator
     from roost.config import ServerConfig, Settings
     from roost.platform import Platform
     from roost.server import ApiServer
+    from roost.stores import SqlPrincipalStore
 
     settings = Settings(home=home, workflows={"engine": "inprocess"})
     platform = await Platform.open(settings)
     await platform.deploy(make_agent(home / "src", "bench", AGENT, services=()))
     result = await platform.run("bench", {"events": 1})
     run_id = result.complete.correlation_id
-    config = ServerConfig(bind_address="127.0.0.1", api_port=0, health_port=0)
+    # no rate limit: the load here is the point
+    config = ServerConfig(bind_address="127.0.0.1", api_port=0, health_port=0, rate_limit_per_s=0)
     server = ApiServer(platform, config, TOKEN)
     if kind == "bare":
         bare = FastAPI()
@@ -83,22 +88,31 @@ async def _serve(kind: str, home: Path) -> None:
 
         server.app = bare
     endpoints = await server.start()
-    print(f"URL {endpoints.api} RUN {run_id}", flush=True)
+    assert server.app is not None and platform.stores.db is not None
+    principals = SqlPrincipalStore(platform.stores.db)
+    user = await principals.create_user("bench", role="admin", tenant=DEFAULT_TENANT)
+    pat, _ = await Authenticator(principals).issue(user.id, "bench", scopes=["read"], ttl_s=3600)
+    print(f"URL {endpoints.api} RUN {run_id} PAT {pat}", flush=True)
     await asyncio.Event().wait()
 
 
 def _start_child(kind: str, home: Path) -> tuple[subprocess.Popen[str], str, str]:
+    proc, url, run, _ = _start_child_with_pat(kind, home)
+    return proc, url, run
+
+
+def _start_child_with_pat(kind: str, home: Path) -> tuple[subprocess.Popen[str], str, str, str]:
     proc = subprocess.Popen(
         [sys.executable, __file__, "--serve", kind, "--home", str(home)],
         stdout=subprocess.PIPE, text=True, cwd=ROOT,
     )  # fmt: skip
     assert proc.stdout is not None
     line = proc.stdout.readline()
-    found = re.match(r"URL (\S+) RUN (\S+)", line)
+    found = re.match(r"URL (\S+) RUN (\S+) PAT (\S+)", line)
     if not found:
         proc.kill()
         raise SystemExit(f"the {kind} server did not start: {line!r}")
-    return proc, found.group(1), found.group(2)
+    return proc, found.group(1), found.group(2), found.group(3)
 
 
 # --- 1. GET /runs/{id} against the bare endpoint -------------------------------------------
@@ -151,6 +165,46 @@ async def bench_get(seconds: float, concurrency: int, rounds: int) -> dict[str, 
 
 
 # --- 2. start -> first event, API against in-process ----------------------------------------
+
+
+async def _p50_ms(client: httpx.AsyncClient, path: str, headers: dict[str, str], n: int) -> float:
+    for _ in range(50):  # warm up (and fill the token cache)
+        assert (await client.get(path, headers=headers)).status_code == 200
+    times = []
+    for _ in range(n):
+        started = time.perf_counter()
+        await client.get(path, headers=headers)
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+async def bench_auth(n: int, rounds: int) -> dict[str, Any]:
+    """One request at a time, ``GET /api/v1/runs/{id}``: with a personal access token (the
+    hash looked up, cached for ``token_cache_s``) against the static admin token (a
+    constant-time compare: the least authentication can cost), on one server."""
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, url, run, pat = _start_child_with_pat("api", Path(tmp) / "api")
+        try:
+            path = f"/api/v1/runs/{run}"
+            with_pat, with_static = [], []
+            async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+                for _ in range(rounds):
+                    with_static.append(await _p50_ms(client, path, _bearer(TOKEN), n))
+                    with_pat.append(await _p50_ms(client, path, _bearer(pat), n))
+        finally:
+            proc.kill()
+            proc.wait()
+    pat_ms, static_ms = min(with_pat), min(with_static)
+    return {
+        "pat_p50_ms": round(pat_ms, 3),
+        "static_p50_ms": round(static_ms, 3),
+        "ratio": round(pat_ms / static_ms, 3),
+        "target": 1.1,
+    }
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 async def bench_latency(n: int) -> dict[str, Any]:
@@ -258,7 +312,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--serve", choices=["api", "bare"], help=argparse.SUPPRESS)
     parser.add_argument("--home", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--only", choices=["get", "latency", "streams"])
+    parser.add_argument("--only", choices=["get", "latency", "streams", "auth"])
     parser.add_argument("--seconds", type=float, default=3.0, help="load per round (get)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=16)
@@ -285,6 +339,13 @@ async def main() -> None:
         print(f"start -> first event: in-process p50 {r['inprocess_p50_ms']} ms, API p50 "
               f"{r['api_p50_ms']} ms (p90 {r['api_p90_ms']}): overhead "
               f"{r['overhead_p50_ms']} ms (target <= 20 ms) {verdict}")  # fmt: skip
+    if args.only in (None, "auth"):
+        results["auth"] = await bench_auth(500, args.rounds)
+        r = results["auth"]
+        verdict = "PASS" if r["ratio"] <= r["target"] else "FAIL"
+        print(f"authenticated request p50: access token {r['pat_p50_ms']} ms, static admin "
+              f"token {r['static_p50_ms']} ms: {r['ratio']}x (target <= 1.1x) "
+              f"{verdict}")  # fmt: skip
     if args.only in (None, "streams"):
         results["streams"] = await bench_streams(args.streams, args.events)
         r = results["streams"]

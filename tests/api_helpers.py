@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -58,8 +59,14 @@ async def api_server(home: Path, **config: object) -> AsyncIterator[Api]:
             await server.stop()
 
 
-async def deploy(client: httpx.AsyncClient, root: Path, name: str, code: str = CHATTY) -> dict:
-    folder = make_agent(root, name, code, services=())
+async def deploy(
+    client: httpx.AsyncClient,
+    root: Path,
+    name: str,
+    code: str = CHATTY,
+    services: tuple[str, ...] = (),
+) -> dict:
+    folder = make_agent(root, name, code, services=services)
     reply = await client.post(
         "/api/v1/agents",
         content=pack_folder(folder),
@@ -68,3 +75,31 @@ async def deploy(client: httpx.AsyncClient, root: Path, name: str, code: str = C
     )
     assert reply.status_code == 201, reply.text
     return dict(reply.json())
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def make_user(
+    api: Api,
+    name: str,
+    *,
+    role: str = "member",
+    scopes: list[str] | None = None,
+    days: float = 1,
+    tenant: str | None = None,
+) -> tuple[dict[str, Any], str]:
+    """A user made by the admin (in ``tenant``: omitted, the admin's), and a token of theirs."""
+    async with api.client() as admin:
+        fields: dict[str, Any] = {"name": name, "role": role}
+        if tenant is not None:
+            fields["tenant"] = tenant
+        user = await admin.post("/api/v1/users", json=fields)
+        assert user.status_code == 201, user.text
+        body: dict[str, Any] = {"name": "test", "expires_in_days": days}
+        if scopes is not None:
+            body["scopes"] = scopes
+        made = await admin.post(f"/api/v1/users/{user.json()['id']}/tokens", json=body)
+        assert made.status_code == 201, made.text
+        return user.json(), made.json()["token"]

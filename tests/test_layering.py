@@ -20,8 +20,8 @@ LAYERS: dict[str, int] = {
     "config": 1, "agents": 1, "wire": 1, "_statefile": 1,
     # tool functions, transports and storage, and the supervisor's process machinery
     "tools": 2, "bus": 2, "stores": 2, "supervisor": 2,
-    # what serves and runs models and calls
-    "engines": 3, "rpc": 3,
+    # what serves and runs models and calls; what credentials mean (on the principal store)
+    "engines": 3, "rpc": 3, "auth": 3,
     "services": 4,
     "runtime": 5,
     "workflows": 6, "testing": 6,

@@ -36,7 +36,7 @@ PROTOCOL = [
     "ServiceTimeoutError", "ServiceUnavailableError", "ToolCall", "ToolRequest", "ToolResult",
     "ToolSpec", "TraceContext", "UpstreamError", "Usage", "VecDelete", "VecResult", "VecSearch",
     "VecUpsert", "VectorHit", "VectorItem", "decode", "dumps", "encode", "from_body", "loads",
-    "new_id", "now", "subjects", "to_body",
+    "new_id", "now", "subjects", "tenants", "to_body",
 ]  # fmt: skip
 
 #: What agent code must not drag in by importing the SDK.

@@ -7,6 +7,7 @@ import typer
 from roost import __version__
 from roost.cli import (
     agents,
+    auth,
     dev,
     doctor,
     models,
@@ -33,6 +34,8 @@ app.add_typer(runs.app, name="run")
 app.add_typer(temporal.app, name="temporal")
 app.add_typer(dev.app, name="dev")
 app.add_typer(server.app, name="server")
+app.add_typer(auth.app, name="auth")
+app.add_typer(auth.tokens, name="token")
 app.command("worker")(worker.worker)
 app.command("status")(status.status)
 app.command("doctor")(doctor.doctor)

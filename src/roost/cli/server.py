@@ -1,4 +1,5 @@
-"""``roost server api|worker``: roost's server types, with seed 004's flags and variables.
+"""``roost server api|worker``: roost's server types, with seed 004's flags and variables;
+``roost server init``: the first admin user of a server's database, and their token.
 
 Every flag also reads its environment variable (``--api-port`` / ``API_PORT``) and maps
 onto a roost setting (``[server] api_port``), so ``config.toml`` and ``ROOST_*`` work too;
@@ -9,15 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from roost.cli._common import USER_ERRORS, err_console, fail
 from roost.config import ConfigError, Settings, load_settings
 
-app = typer.Typer(help="Run roost's server types: the API server and the run worker.")
+if TYPE_CHECKING:
+    from roost.stores import AccessToken, User
+
+app = typer.Typer(
+    help="Run roost's server types (the API server and the run worker); make the first admin."
+)
 
 _PANEL_NET = "Network"
 _PANEL_DEPS = "Infrastructure"
@@ -177,3 +185,98 @@ def worker(
         )
     )  # fmt: skip
     _serve(lambda: serve_worker(config, announce=_announce))
+
+
+@app.command()
+def init(
+    name: str = typer.Option("admin", "--name", help="The first admin user's name."),
+    email: str = typer.Option("", "--email", help="Their email address."),
+    data_dir: Path | None = DataDir,
+    db_url: str | None = DbUrl,
+    expires_in_days: float = typer.Option(
+        90.0, "--expires-in-days", help="When the admin's token expires (every token does)."
+    ),
+) -> None:
+    """Create the first admin user and print their access token, alone on stdout.
+
+    Run it once, against the database the API server uses (the same --data-dir or
+    --db-url): `TOKEN=$(roost server init)`, then `roost auth login --url URL`. The token is
+    shown this once; more are made with `roost token create`."""
+    from roost.stores import MAX_TOKEN_TTL_S
+
+    max_days = MAX_TOKEN_TTL_S // 86400
+    if not 0 < expires_in_days <= max_days:
+        fail(f"--expires-in-days: more than 0 and at most {max_days}")
+    config = _load(
+        _overrides(
+            data_dir=data_dir, db_url=db_url, nats_url=None, temporal_host=None,
+            temporal_port=7233, temporal_namespace=None, health_port=None,
+        )
+    )  # fmt: skip
+    try:
+        token, user, record = asyncio.run(_init_admin(config, name, email, expires_in_days))
+    except USER_ERRORS as exc:
+        fail(str(exc) or type(exc).__name__)
+    sys.stdout.write(token + "\n")
+    sys.stdout.flush()
+    expires = time.strftime("%Y-%m-%d", time.localtime(record.expires_at))
+    err_console.print(
+        f"created admin user {user.name} ({user.id}, tenant {user.tenant}) and token "
+        f"{record.id} (scopes {' '.join(record.scopes)}, expires {expires})",
+        highlight=False,
+        soft_wrap=True,
+    )
+    err_console.print(
+        "this token is shown once: keep it secret. Use it with: "
+        f"roost auth login --url {_api_url(config)}  (the API server's URL)",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+async def _init_admin(
+    config: Settings, name: str, email: str, expires_in_days: float
+) -> tuple[str, User, AccessToken]:
+    """The first admin of ``config``'s database: the user, and their new token."""
+    from roost.auth import DEFAULT_TENANT, Authenticator
+    from roost.stores import SqlPrincipalStore, open_stores
+
+    stores = await open_stores(config)
+    try:
+        if stores.db is None:
+            fail("the server's users and tokens need a SQL database")
+        store = SqlPrincipalStore(stores.db)
+        if await store.has_admin():
+            admins = [u.name for u in await store.users() if u.role == "admin"]
+            fail(
+                f"already initialised: the server's database has an admin user "
+                f"({', '.join(admins)}); log in with their token and use `roost token create` "
+                "for a new token"
+            )
+        user = await store.create_user(name, email=email, role="admin", tenant=DEFAULT_TENANT)
+        token, record = await Authenticator(store).issue(
+            user.id, "roost server init", scopes=["admin"], ttl_s=expires_in_days * 86400
+        )
+        await store.record(
+            "user.create", tenant=user.tenant, actor=user.id, target=user.id, role=user.role,
+            via="roost server init",
+        )  # fmt: skip
+        await store.record(
+            "token.create", tenant=user.tenant, actor=user.id, target=record.id,
+            scopes=list(record.scopes), via="roost server init",
+        )  # fmt: skip
+        return token, user, record
+    finally:
+        await stores.close()
+
+
+def _api_url(config: Settings) -> str:
+    """Where the API server of ``config`` would answer on this machine (a hint)."""
+    server = config.server
+    tls = server.tls_cert and server.tls_key and not server.disable_tls
+    host = server.bind_address
+    if host in ("0.0.0.0", "::", "127.0.0.1", "::1"):
+        host = "localhost"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"{'https' if tls else 'http'}://{host}:{server.api_port}"

@@ -146,6 +146,13 @@ class ServerConfig(_Section):
     """How long an idle HTTP/1.1 connection stays open. Longer than a load balancer's idle
     timeout (60 s on the common ones), so the server never closes a connection the balancer
     or a client is about to reuse: that race is a reset, seen as a 502 or a read error."""
+    rate_limit_per_s: float = Field(50.0, ge=0)
+    """Requests per second each access token may make (per replica; 0: no limit)."""
+    rate_limit_burst: int = Field(200, ge=1)
+    """How many requests a token may make at once before the rate applies."""
+    token_cache_s: float = Field(5.0, ge=0, le=300)
+    """How long a verified token is trusted without a database read: a token revoked on
+    another replica still works here for at most this long."""
     page_size: int = Field(50, ge=1, le=1000)
     """Items per page of a list when the client does not say (at most ``max_page_size``)."""
     max_page_size: int = Field(200, ge=1, le=10000)

@@ -11,6 +11,7 @@ from roost.platform._models import MODEL_CACHE_S, ModelCatalog, model_record
 from roost.platform._presence import WorkerPresence, default_node, engines_served, serving
 from roost.platform._remote import RemotePlatform, remote_stores
 from roost.platform._sessions import fork_session, kv_commits_at
+from roost.platform._tenant import TenantPlatform, refuse_tenant
 from roost.stores import AvailableModel
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "RemoteHarness",
     "RemotePlatform",
     "RunControl",
+    "TenantPlatform",
     "WorkerPresence",
     "coordination_servicers",
     "default_node",
@@ -35,6 +37,7 @@ __all__ = [
     "fork_session",
     "kv_commits_at",
     "model_record",
+    "refuse_tenant",
     "remote_stores",
     "serving",
 ]

@@ -85,10 +85,19 @@ class PlatformAPI(Protocol):
         ...
 
     async def deploy_bundle(
-        self, bundle: bytes, *, source: str = "", on_output: OutputCallback | None = None
+        self,
+        bundle: bytes,
+        *,
+        source: str = "",
+        on_output: OutputCallback | None = None,
+        tenant: str | None = None,
     ) -> AgentRecord:
         """Deploy an agent folder packed by :func:`~roost.agents.pack_folder` (as a client
-        uploads it); ``source`` names it in errors. Otherwise as :meth:`deploy`."""
+        uploads it); ``source`` names it in errors. Otherwise as :meth:`deploy`.
+
+        ``tenant`` deploys into that tenant's namespace (:mod:`roost.protocol.tenants`); only
+        a platform over its own stores chooses it. A client of a server deploys into its
+        credentials' tenant, and refuses another."""
         ...
 
     async def get_agent(self, name: str) -> AgentRecord:

@@ -41,9 +41,18 @@ from roost.protocol import (
     RequestMessage,
     ServiceTimeoutError,
     subjects,
+    tenants,
 )
 from roost.services import call_service
-from roost.stores import AgentRecord, ModelRecord, RegistryStore, WorkerRecord, sha256_hex
+from roost.services.inference import resolve, visible_models
+from roost.stores import (
+    AgentRecord,
+    ModelKind,
+    ModelRecord,
+    RegistryStore,
+    WorkerRecord,
+    sha256_hex,
+)
 from roost.tools import builtin_tools
 
 
@@ -89,7 +98,11 @@ class AgentDeployer:
         await asyncio.gather(*self._installs.values(), return_exceptions=True)
 
     async def deploy(
-        self, path: Path | str, *, on_output: OutputCallback | None = None
+        self,
+        path: Path | str,
+        *,
+        on_output: OutputCallback | None = None,
+        tenant: str = tenants.DEFAULT_TENANT,
     ) -> AgentRecord:
         """Validate an agent folder against this platform and deploy a copy of it.
 
@@ -99,19 +112,23 @@ class AgentDeployer:
         file) are installed into an environment of this version first, cached by the bundle's
         digest; ``on_output`` receives the install's output as it happens. A failed install
         (a :class:`~roost.agents.DependencyError`) leaves no trace: the version never becomes
-        current, the previous one keeps serving."""
+        current, the previous one keeps serving.
+
+        The agent goes into ``tenant``'s namespace (``acme+NAME`` in the registry), and the
+        models it names are looked up as that tenant's runs will look them up."""
         path = Path(path).resolve()
         folder = path.parent if path.is_file() else path
         manifest = load_manifest(path)
         manifest_file = folder / "agent.toml"
         find_dependencies(folder)  # a wrong declaration is reported before any work
-        await self._validate(manifest, folder, manifest_file)
+        await self._validate(manifest, folder, manifest_file, tenant)
         try:
             bundle = pack_folder(folder)
         except BundleError as exc:
             raise ManifestError(manifest_file, "", str(exc)) from None
-        version = await self.registry.next_agent_version(manifest.name)
-        target = self._agent_dir(manifest.name, version)
+        name = tenants.qualify(tenant, manifest.name)
+        version = await self.registry.next_agent_version(name)
+        target = self._agent_dir(name, version)
         if target.exists():
             shutil.rmtree(target)
         await asyncio.to_thread(unpack_bundle, bundle, target)
@@ -121,15 +138,20 @@ class AgentDeployer:
         except BaseException:
             shutil.rmtree(target, ignore_errors=True)
             raise
-        await self.registry.put_agent_bundle(manifest.name, version, bundle)
+        await self.registry.put_agent_bundle(name, version, bundle)
         record = await self.registry.put_agent(
-            manifest.name, version, manifest.model_dump(mode="json"), str(target)
+            name, version, manifest.model_dump(mode="json"), str(target)
         )
         self._materialized.add(str(target))
         return record
 
     async def deploy_bundle(
-        self, bundle: bytes, *, source: str = "", on_output: OutputCallback | None = None
+        self,
+        bundle: bytes,
+        *,
+        source: str = "",
+        on_output: OutputCallback | None = None,
+        tenant: str = tenants.DEFAULT_TENANT,
     ) -> AgentRecord:
         """Deploy an agent folder that arrives packed (:func:`~roost.agents.pack_folder`),
         from a client of the harness or the API. Errors name ``source`` (the client's
@@ -144,7 +166,7 @@ class AgentDeployer:
             except BundleError as exc:
                 raise InvalidRequestError(f"{source or 'agent bundle'}: {exc}") from None
             try:
-                return await self.deploy(folder / "agent", on_output=on_output)
+                return await self.deploy(folder / "agent", on_output=on_output, tenant=tenant)
             except ManifestError as exc:
                 raise InvalidRequestError(str(exc).replace(str(folder / "agent"), shown)) from None
         finally:
@@ -262,7 +284,9 @@ class AgentDeployer:
                     file, "entry", f"program {program!r} not found in {shown} or PATH"
                 )
 
-    async def _validate(self, manifest: AgentManifest, folder: Path, file: Path) -> None:
+    async def _validate(
+        self, manifest: AgentManifest, folder: Path, file: Path, tenant: str
+    ) -> None:
         """Check the manifest against this platform: models, engines, services. (Its code
         is checked once its environments exist: :meth:`_check_code`.)"""
         used = manifest.services_used
@@ -271,11 +295,13 @@ class AgentDeployer:
             live_within_s=self.settings.distributed.worker_ttl_s
         )
         if "infer" in used:
-            model = await self._require_model(file, "models.chat", manifest.models.chat, "chat")
+            model = await self._require_model(
+                file, "models.chat", manifest.models.chat, "chat", tenant
+            )
             self._require_engine(file, "models.chat", model, "infer", workers)
         if "embed" in used:
             model = await self._require_model(
-                file, "models.embedding", manifest.models.embedding, "embedding"
+                file, "models.embedding", manifest.models.embedding, "embedding", tenant
             )
             self._require_engine(file, "models.embedding", model, "embed", workers)
         if workers:
@@ -312,26 +338,31 @@ class AgentDeployer:
                 f"{service} worker serves (live engines: {', '.join(sorted(engines))})",
             )
 
-    async def _require_model(self, file: Path, field: str, name: str, kind: str) -> ModelRecord:
+    async def _require_model(
+        self, file: Path, field: str, name: str, kind: ModelKind, tenant: str
+    ) -> ModelRecord:
         wanted = name or (
             self.settings.inference.default_model
             if kind == "chat"
             else self.settings.embedding.default_model
         )
         try:
-            model = await self.get_model(wanted)
+            model = await resolve(wanted, kind, self.get_model, None, tenant=tenant)
         except NotFoundError:
-            known = ", ".join(m.name for m in await self.list_models() if m.kind == kind) or "none"
+            visible = await visible_models(self.list_models, tenant, kind)
+            known = ", ".join(tenants.local_name(tenant, m.name) or m.name for m in visible)
+            known = known or "none"
             hint = "" if name else " (the platform default)"
             raise ManifestError(
                 file,
                 field,
                 f"unknown {kind} model {wanted!r}{hint}; registered {kind} models: {known}",
             ) from None
-        if model.kind != kind:
+        except InvalidRequestError:
+            other = "embedding" if kind == "chat" else "chat"
             raise ManifestError(
-                file, field, f"model {wanted!r} is a {model.kind} model, not {kind}"
-            )
+                file, field, f"model {wanted!r} is a {other} model, not {kind}"
+            ) from None
         return model
 
 

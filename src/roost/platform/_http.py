@@ -42,6 +42,7 @@ from roost.agents import (
 )
 from roost.config import ClientSettings, ConfigError
 from roost.platform._harness_rpc import DEPLOY_TIMEOUT_S
+from roost.platform._tenant import refuse_tenant
 from roost.protocol import (
     CompleteMessage,
     ErrorCode,
@@ -601,8 +602,14 @@ class HttpPlatform:
         return await self.deploy_bundle(bundle, source=str(folder), on_output=on_output)
 
     async def deploy_bundle(
-        self, bundle: bytes, *, source: str = "", on_output: OutputCallback | None = None
+        self,
+        bundle: bytes,
+        *,
+        source: str = "",
+        on_output: OutputCallback | None = None,
+        tenant: str | None = None,
     ) -> AgentRecord:
+        refuse_tenant(tenant)
         data = await self.api.request(
             "POST",
             "/agents",

@@ -26,6 +26,7 @@ from roost.protocol import (
     InvalidRequestError,
     NotFoundError,
     RequestMessage,
+    tenants,
 )
 from roost.runtime import (
     EVENTS_STREAM,
@@ -287,10 +288,17 @@ class Platform:
         return await self.deployer.deploy(path, on_output=on_output)
 
     async def deploy_bundle(
-        self, bundle: bytes, *, source: str = "", on_output: OutputCallback | None = None
+        self,
+        bundle: bytes,
+        *,
+        source: str = "",
+        on_output: OutputCallback | None = None,
+        tenant: str | None = None,
     ) -> AgentRecord:
         """Deploy a packed agent folder (see :meth:`AgentDeployer.deploy_bundle`)."""
-        return await self.deployer.deploy_bundle(bundle, source=source, on_output=on_output)
+        return await self.deployer.deploy_bundle(
+            bundle, source=source, on_output=on_output, tenant=tenant or tenants.DEFAULT_TENANT
+        )
 
     async def get_agent(self, name: str, version: int = 0) -> AgentRecord:
         """The deployed agent ``name``: its latest version, or ``version`` (kept in memory:
@@ -418,7 +426,8 @@ class Platform:
             },
             trace=request.trace,
             # one call, one run: a retried call (durable runs) finds the run it started
-            run_id=f"{request.id}.call",
+            # in the caller's tenant, as the called agent is (roost.services.agents)
+            run_id=tenants.qualify(tenants.tenant_of(request.agent), f"{request.id}.call"),
         )
         return result.complete
 

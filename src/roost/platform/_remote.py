@@ -20,6 +20,7 @@ from roost.agents import (
 from roost.config import ClientSettings, Settings
 from roost.platform._harness_rpc import RemoteHarness
 from roost.platform._models import model_record
+from roost.platform._tenant import refuse_tenant
 from roost.protocol import NotFoundError
 from roost.rpc import CatalogClient, RemoteRegistryStore, RemoteSecretStore, RemoteStateStore
 from roost.runtime import EventCallback, RunResult, RunStarted
@@ -82,8 +83,14 @@ class RemotePlatform:
         return await self.deploy_bundle(bundle, source=str(folder), on_output=on_output)
 
     async def deploy_bundle(
-        self, bundle: bytes, *, source: str = "", on_output: OutputCallback | None = None
+        self,
+        bundle: bytes,
+        *,
+        source: str = "",
+        on_output: OutputCallback | None = None,
+        tenant: str | None = None,
     ) -> AgentRecord:
+        refuse_tenant(tenant)
         return await self.harness.deploy(bundle, source, on_output=on_output)
 
     async def get_agent(self, name: str) -> AgentRecord:

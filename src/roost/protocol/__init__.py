@@ -5,6 +5,7 @@ on this package and never the other way round.
 """
 
 from roost.protocol import _subjects as subjects
+from roost.protocol import _tenants as tenants
 from roost.protocol._codec import decode, dumps, encode, from_body, loads, to_body
 from roost.protocol._engines import (
     CHAT_ENGINES,
@@ -138,5 +139,6 @@ __all__ = [
     "new_id",
     "now",
     "subjects",
+    "tenants",
     "to_body",
 ]

@@ -30,6 +30,7 @@ from roost.protocol import (
     ServiceTimeoutError,
     Usage,
     subjects,
+    tenants,
 )
 from roost.runtime._events import EventLog
 from roost.runtime._recorder import Recorder
@@ -97,11 +98,13 @@ class EngineRouter:
         name = request.body.get("model")
         if not isinstance(name, str) or not name:
             return None
-        try:
-            model = await self.resolve_model(name)
-        except NotFoundError:
-            return None
-        return model.engine
+        for candidate in tenants.visible_names(tenants.tenant_of(request.agent), name):
+            try:
+                model = await self.resolve_model(candidate)
+            except NotFoundError:
+                continue
+            return model.engine
+        return None
 
 
 _ROUTED = frozenset({("infer", "chat"), ("embed", "embed")})

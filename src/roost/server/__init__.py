@@ -2,7 +2,7 @@
 under ``/v1``), stateless over the platform's stores, Temporal and bus (docs/server.md)."""
 
 from roost.server._app import create_app
-from roost.server._principal import ADMIN, Principal, StaticTokenAuth, admin_token
+from roost.server._principal import admin_token
 from roost.server._serve import (
     ApiServer,
     Endpoints,
@@ -13,11 +13,8 @@ from roost.server._serve import (
 )
 
 __all__ = [
-    "ADMIN",
     "ApiServer",
     "Endpoints",
-    "Principal",
-    "StaticTokenAuth",
     "admin_token",
     "check_distributed",
     "create_app",

@@ -84,6 +84,7 @@ from a2a.utils.proto_utils import validate_proto_required_fields
 from a2a.utils.task import apply_history_length, validate_history_length, validate_page_size
 from starlette.requests import Request
 
+from roost.auth import Principal
 from roost.platform import PlatformAPI
 from roost.protocol import (
     CompleteMessage,
@@ -95,7 +96,6 @@ from roost.protocol import (
 )
 from roost.runtime import RunInfo
 from roost.server._follow import LiveRun
-from roost.server._principal import Principal
 from roost.server._runs_io import text_of
 from roost.stores import AgentRecord, Node
 

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 from pydantic import BaseModel
 
+from roost.auth import Authenticator, Principal
 from roost.config import ServerConfig
-from roost.platform import PlatformAPI
+from roost.platform import PlatformAPI, TenantPlatform
 from roost.server._errors import ApiError
-from roost.server._principal import Principal, StaticTokenAuth
+from roost.stores import SqlPrincipalStore
 
 T = TypeVar("T")
 
@@ -29,8 +30,18 @@ class ServerState:
     """What one API server process holds: nothing another replica would need."""
 
     platform: PlatformAPI
-    auth: StaticTokenAuth
+    auth: Authenticator
     config: ServerConfig
+
+    @property
+    def principals(self) -> SqlPrincipalStore:
+        return self.auth.store
+
+    async def audit(self, caller: Principal, action: str, target: str = "", **detail: Any) -> None:
+        """Record what ``caller`` did in the audit log."""
+        await self.principals.record(
+            action, tenant=caller.tenant, actor=caller.id, target=target, **detail
+        )
 
 
 def server_state(request: Request) -> ServerState:
@@ -38,31 +49,54 @@ def server_state(request: Request) -> ServerState:
     return state
 
 
-def platform(state: Annotated[ServerState, Depends(server_state)]) -> PlatformAPI:
-    return state.platform
-
-
+# declared so /docs offers an "Authorize" button; the Authenticate middleware does the work
 _bearer = HTTPBearer(
-    auto_error=False, description="The admin token (`roost server api` prints where it is)"
+    auto_error=False,
+    description="A personal access token (`roost token create`) or the admin token",
 )
 
 
-def principal(
-    state: Annotated[ServerState, Depends(server_state)],
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
-    """The caller, from ``Authorization: Bearer <token>``; 401 without a valid token."""
-    if credentials is None or credentials.scheme.lower() != "bearer":
+def principal(request: Request, _: Annotated[object, Depends(_bearer)]) -> Principal:
+    """The caller the Authenticate middleware found for this request."""
+    found = getattr(request.state, "principal", None)
+    if not isinstance(found, Principal):  # a route mounted outside the middleware
         raise ApiError(401, "authentication required: send Authorization: Bearer <token>")
-    found = state.auth.authenticate(credentials.credentials)
-    if found is None:
-        raise ApiError(401, "invalid token")
     return found
+
+
+def platform(
+    state: Annotated[ServerState, Depends(server_state)],
+    caller: Annotated[Principal, Depends(principal)],
+) -> PlatformAPI:
+    """The platform as the caller's tenant sees it: every route reads and writes through
+    this view, so no route can reach another tenant's agents, sessions, runs, models or
+    secrets (:class:`~roost.platform.TenantPlatform`)."""
+    return TenantPlatform(state.platform, caller.tenant)
+
+
+def needs(area: str) -> Callable[[Request, Principal], None]:
+    """A router dependency: reading (GET, HEAD) needs the ``read`` scope; anything else
+    ``<area>:write``."""
+
+    def check(request: Request, caller: Annotated[Principal, Depends(principal)]) -> None:
+        scope = "read" if request.method in ("GET", "HEAD") else f"{area}:write"
+        if not caller.allows(scope):
+            raise ApiError(403, f"this token lacks the {scope!r} scope")
+
+    return check
+
+
+def admin(caller: Annotated[Principal, Depends(principal)]) -> Principal:
+    """A dependency of admin routes: the admin role and a token with the admin scope."""
+    if not caller.is_admin:
+        raise ApiError(403, "admins only (the admin role and a token with the 'admin' scope)")
+    return caller
 
 
 ServerStateDep = Annotated[ServerState, Depends(server_state)]
 Platform = Annotated[PlatformAPI, Depends(platform)]
 Caller = Annotated[Principal, Depends(principal)]
+Admin = Annotated[Principal, Depends(admin)]
 
 
 @dataclass(frozen=True)
@@ -118,6 +152,7 @@ def page_of(items: Sequence[T], page: PageRequest) -> Page[T]:
 
 
 __all__ = [
+    "Admin",
     "Caller",
     "Page",
     "PageParams",
@@ -125,6 +160,7 @@ __all__ = [
     "Platform",
     "ServerState",
     "ServerStateDep",
+    "needs",
     "page_of",
     "principal",
     "server_state",

@@ -1,47 +1,16 @@
-"""Who is calling: the principal every route acts for.
+"""The static admin token: a break-glass credential of the default tenant's admin.
 
-Until users and auth exist, one configured static admin token guards the API, and it
-authenticates the one admin of the one tenant. Routes take a :class:`Principal` from the
-start, so the ownership checks of multi-user auth slot in behind the same dependency.
+Users and their access tokens (``roost server init``, ``roost token create``) are the way
+in; this token exists so a fresh server can be reached before any user does, and so that
+an operator with the server's home can always get in. Leave ``[server] admin_token`` empty
+and keep ``$ROOST_HOME/server/admin-token`` (mode 0600) as secret as the database.
 """
 
 from __future__ import annotations
 
-import hmac
 import os
 import secrets
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
-
-DEFAULT_TENANT = "default"
-
-
-@dataclass(frozen=True)
-class Principal:
-    """An authenticated caller: its id, the tenant whose data it sees, and its role."""
-
-    id: str
-    tenant: str
-    role: Literal["admin", "member"]
-
-
-ADMIN = Principal(id="admin", tenant=DEFAULT_TENANT, role="admin")
-
-
-class StaticTokenAuth:
-    """Authenticates the bearer of one static token as the admin."""
-
-    def __init__(self, token: str) -> None:
-        if len(token) < 16:
-            raise ValueError("the admin token must be at least 16 characters")
-        self._token = token.encode()
-
-    def authenticate(self, token: str) -> Principal | None:
-        """The principal ``token`` stands for, or ``None`` (compared in constant time)."""
-        if hmac.compare_digest(token.encode(), self._token):
-            return ADMIN
-        return None
 
 
 def admin_token(configured: str, home: Path) -> tuple[str, Path | None]:
@@ -65,4 +34,4 @@ def admin_token(configured: str, home: Path) -> tuple[str, Path | None]:
     return token, path
 
 
-__all__ = ["ADMIN", "DEFAULT_TENANT", "Principal", "StaticTokenAuth", "admin_token"]
+__all__ = ["admin_token"]

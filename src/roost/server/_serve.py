@@ -12,11 +12,13 @@ from typing import Any
 
 import uvicorn
 
+from roost.auth import Authenticator
 from roost.config import ConfigError, ServerConfig, Settings
 from roost.platform import Platform
 from roost.server._app import create_app
 from roost.server._health import Check, health_app
-from roost.server._principal import StaticTokenAuth, admin_token
+from roost.server._principal import admin_token
+from roost.stores import SqlPrincipalStore
 
 log = logging.getLogger("roost.server")
 
@@ -39,11 +41,27 @@ class Endpoints:
 class ApiServer:
     """The API and health servers of one replica, on a platform opened by the caller."""
 
-    def __init__(self, platform: Platform, config: ServerConfig, token: str | None) -> None:
+    def __init__(
+        self,
+        platform: Platform,
+        config: ServerConfig,
+        token: str | None = None,
+        *,
+        api: bool = True,
+    ) -> None:
+        """``token``: the static admin token, if there is one; ``api=False``: the health
+        port alone (the run worker's)."""
         self.platform = platform
         self.config = config
-        # no token: a server of the health port alone (the run worker's)
-        self.app = create_app(platform, config, StaticTokenAuth(token)) if token else None
+        self.app = None
+        if api:
+            db = platform.stores.db
+            if db is None:
+                raise ConfigError("the API server needs a SQL database for its users and tokens")
+            auth = Authenticator(
+                SqlPrincipalStore(db), static_token=token or None, cache_s=config.token_cache_s
+            )
+            self.app = create_app(platform, config, auth)
         self.health = health_app(readiness_checks(platform))
         self._servers: list[_Server] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -106,7 +124,7 @@ class ApiServer:
     @classmethod
     def health_only(cls, platform: Platform, config: ServerConfig) -> ApiServer:
         """Just the health port, for server types without an API (the run worker)."""
-        return cls(platform, config, None)
+        return cls(platform, config, api=False)
 
     async def stop(self) -> None:
         for server in self._servers:

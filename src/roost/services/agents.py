@@ -5,15 +5,19 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
+
 from roost.bus import Bus
 from roost.protocol import (
     AgentCall,
     AgentCallResult,
     CompleteMessage,
     InvalidRequestError,
+    NotFoundError,
     RequestMessage,
     RoostError,
     from_body,
+    tenants,
     to_body,
 )
 from roost.services._base import ServiceWorker
@@ -36,6 +40,12 @@ class AgentCallService(ServiceWorker):
 
     async def op_call(self, request: RequestMessage) -> dict[str, Any]:
         call = from_body(request.body, AgentCall)
+        if tenants.SEPARATOR in call.agent:
+            raise NotFoundError(f"agent {call.agent!r} is not deployed", agent=call.agent)
+        # an agent calls the agents of its own tenant, by the names that tenant gives them
+        call = msgspec.structs.replace(
+            call, agent=tenants.qualify(tenants.tenant_of(request.agent), call.agent)
+        )
         if call.depth > self.max_depth:
             raise InvalidRequestError(
                 f"agent call chain is deeper than {self.max_depth} "

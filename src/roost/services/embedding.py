@@ -17,6 +17,7 @@ from roost.protocol import (
     ServiceTimeoutError,
     UpstreamError,
     from_body,
+    tenants,
     to_body,
 )
 from roost.services._base import ServiceWorker
@@ -74,7 +75,13 @@ class EmbeddingService(ServiceWorker):
             raise InvalidRequestError(
                 f"{len(embed.inputs)} inputs in one embed request; at most {self.max_inputs}"
             )
-        model = await resolve(name, "embedding", self.resolve_model, self.list_models)
+        model = await resolve(
+            name,
+            "embedding",
+            self.resolve_model,
+            self.list_models,
+            tenant=tenants.tenant_of(request.agent),
+        )
         require_served(model, self.served_engines)
         engine = self.engines.embedding_engine(model, await api_key_for(model, self.api_key_lookup))
         try:

@@ -29,6 +29,7 @@ from roost.protocol import (
     encode,
     from_body,
     subjects,
+    tenants,
     to_body,
 )
 from roost.services._base import ServiceWorker
@@ -69,24 +70,28 @@ async def resolve(
     kind: ModelKind,
     resolve_model: ModelResolver,
     list_models: ModelLister | None,
+    *,
+    tenant: str = tenants.DEFAULT_TENANT,
 ) -> ModelRecord:
-    """The record of model ``name``, which must be a ``kind`` model.
+    """The record of model ``name`` as a run of ``tenant`` means it (its own model of that
+    name, else the deployment's shared one: :func:`~roost.protocol.tenants.visible_names`),
+    which must be a ``kind`` model.
 
     Unknown names raise :class:`~roost.protocol.NotFoundError` listing the known models of
     that kind (when ``list_models`` is given); a model of the other kind raises
     :class:`~roost.protocol.InvalidRequestError`.
     """
-    try:
-        model = await resolve_model(name)
-    except NotFoundError as exc:
-        if list_models is None:
-            raise
-        raise NotFoundError(await _unknown(name, kind, list_models), model=name) from exc
-    except LookupError:
-        model = None
+    model = None
+    for candidate in tenants.visible_names(tenant, name):
+        try:
+            model = await resolve_model(candidate)
+        except (NotFoundError, LookupError):  # the next candidate may exist
+            model = None
+        if model is not None:
+            break
     if model is None:
         message = (
-            await _unknown(name, kind, list_models)
+            await _unknown(name, kind, list_models, tenant)
             if list_models is not None
             else f"unknown {kind} model {name!r}"
         )
@@ -100,9 +105,30 @@ async def resolve(
     return model
 
 
-async def _unknown(name: str, kind: ModelKind, list_models: ModelLister) -> str:
+async def visible_models(
+    list_models: ModelLister, tenant: str, kind: ModelKind | None = None
+) -> list[ModelRecord]:
+    """The models a run of ``tenant`` can use (of ``kind``), by the names it uses: its own,
+    then the shared ones it has none of the same name of."""
+    # by the name a run uses, in the registry's order; an own model hides a shared one
+    visible: dict[str, ModelRecord] = {}
+    for model in await list_models():
+        if kind is not None and model.kind != kind:
+            continue
+        local = tenants.local_name(tenant, model.name)
+        if local is not None:
+            visible[local] = model
+        elif tenants.SEPARATOR not in model.name:
+            visible.setdefault(model.name, model)
+    return list(visible.values())
+
+
+async def _unknown(name: str, kind: ModelKind, list_models: ModelLister, tenant: str) -> str:
     try:
-        known = sorted(m.name for m in await list_models() if m.kind == kind)
+        known = sorted(
+            tenants.local_name(tenant, m.name) or m.name
+            for m in await visible_models(list_models, tenant, kind)
+        )
     except Exception:  # the listing is a courtesy; the error is "not found" either way
         known = []
     return f"unknown {kind} model {name!r} (known {kind} models: {', '.join(known) or 'none'})"
@@ -162,7 +188,8 @@ class InferenceService(ServiceWorker):
             raise InvalidRequestError("the chat request names no model and there is no default")
         if not chat.messages:
             raise InvalidRequestError("a chat request needs at least one message")
-        model = await resolve(name, "chat", self.resolve_model, self.list_models)
+        tenant = tenants.tenant_of(request.agent)
+        model = await resolve(name, "chat", self.resolve_model, self.list_models, tenant=tenant)
         require_served(model, self.served_engines)
         engine = self.engines.chat_engine(model, await api_key_for(model, self.api_key_lookup))
         on_token = self._token_publisher(request) if chat.stream else None
@@ -179,12 +206,20 @@ class InferenceService(ServiceWorker):
 
     async def op_models(self, request: RequestMessage) -> dict[str, Any]:
         """The chat models known to the registry (names, engines)."""
-        models = await self.list_models() if self.list_models is not None else []
+        tenant = tenants.tenant_of(request.agent)
+        models = (
+            await visible_models(self.list_models, tenant, "chat")
+            if self.list_models is not None
+            else []
+        )
         return {
             "models": [
-                {"name": m.name, "engine": m.engine, "target": m.target}
+                {
+                    "name": tenants.local_name(tenant, m.name) or m.name,
+                    "engine": m.engine,
+                    "target": m.target,
+                }
                 for m in models
-                if m.kind == "chat"
             ]
         }
 

@@ -44,6 +44,13 @@ if TYPE_CHECKING:
     )
     from roost.stores._open import Stores, open_stores, open_stores_sync, vector_store_for
     from roost.stores._pgvector import PgVectorStore
+    from roost.stores._principals import (
+        MAX_TOKEN_TTL_S,
+        AccessToken,
+        AuditEvent,
+        SqlPrincipalStore,
+        User,
+    )
     from roost.stores._records import (
         NODE_KINDS,
         AgentRecord,
@@ -66,6 +73,11 @@ if TYPE_CHECKING:
 
 _MODULES: dict[str, str] = {
     "KEY_ENV": "roost.stores._secrets",
+    "MAX_TOKEN_TTL_S": "roost.stores._principals",
+    "AccessToken": "roost.stores._principals",
+    "AuditEvent": "roost.stores._principals",
+    "SqlPrincipalStore": "roost.stores._principals",
+    "User": "roost.stores._principals",
     "MAIN_BRANCH": "roost.stores._state",
     "NODE_KINDS": "roost.stores._records",
     "AgentRecord": "roost.stores._records",
@@ -118,8 +130,11 @@ __getattr__, __dir__ = lazy_exports(__name__, _MODULES)
 __all__ = [
     "KEY_ENV",
     "MAIN_BRANCH",
+    "MAX_TOKEN_TTL_S",
     "NODE_KINDS",
+    "AccessToken",
     "AgentRecord",
+    "AuditEvent",
     "AvailableModel",
     "Branch",
     "Capability",
@@ -140,12 +155,14 @@ __all__ = [
     "SecretStore",
     "Session",
     "SqlKvStore",
+    "SqlPrincipalStore",
     "SqlRegistryStore",
     "SqlSecretStore",
     "SqlStateStore",
     "SqliteVecStore",
     "StateStore",
     "Stores",
+    "User",
     "VectorStore",
     "WorkerRecord",
     "agent_ref",

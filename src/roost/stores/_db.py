@@ -99,7 +99,7 @@ def _json_serializer(value: Any) -> str:
 
 
 class LruCache(Generic[K, V]):
-    """A small thread-safe LRU map, for immutable content-addressed data."""
+    """A small thread-safe LRU map (immutable content-addressed data; short-lived entries)."""
 
     def __init__(self, size: int) -> None:
         self._size = size
@@ -119,6 +119,10 @@ class LruCache(Generic[K, V]):
             self._data.move_to_end(key)
             while len(self._data) > self._size:
                 self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
 
 
 class Database:

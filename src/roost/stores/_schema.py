@@ -48,7 +48,7 @@ class Base(DeclarativeBase):
     """Declarative base of the roost schema."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {dict[str, Any]: JSON, float: Double, bytes: LargeBinary}
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON, float: Double, bytes: LargeBinary}
 
 
 # --- registry ------------------------------------------------------------------------
@@ -242,3 +242,55 @@ class VecItemRow(Base):
     item_metadata: Mapped[dict[str, Any]] = mapped_column("metadata")
     text: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[float]
+
+
+# --- principals: users, access tokens, the audit log ---------------------------------
+
+
+class UserRow(Base):
+    """A user or a service account; ``tenant`` is whose data it sees."""
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(NAME, primary_key=True)
+    name: Mapped[str] = mapped_column(NAME, unique=True)
+    email: Mapped[str] = mapped_column(String(320))
+    role: Mapped[str] = mapped_column(String(16))  # admin | member
+    kind: Mapped[str] = mapped_column(String(16))  # user | service
+    tenant: Mapped[str] = mapped_column(NAME, index=True)
+    subject: Mapped[str | None] = mapped_column(String(512), unique=True)  # a JWT's iss+sub
+    disabled: Mapped[bool]
+    created_at: Mapped[float]
+
+
+class AccessTokenRow(Base):
+    """A personal access token: only its SHA-256 and a display prefix are kept."""
+
+    __tablename__ = "access_tokens"
+
+    id: Mapped[str] = mapped_column(NAME, primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(NAME)
+    prefix: Mapped[str] = mapped_column(String(32))
+    hash: Mapped[str] = mapped_column(HASH, unique=True)
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[float]
+    expires_at: Mapped[float]
+    last_used_at: Mapped[float | None]
+    revoked_at: Mapped[float | None]
+
+
+class AuditRow(Base):
+    """One security-relevant event: a login, a token made or revoked, a deploy, a secret
+    written, a failed authentication."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[float] = mapped_column(index=True)
+    tenant: Mapped[str] = mapped_column(NAME, index=True)
+    actor: Mapped[str] = mapped_column(NAME)  # a user id, or "-" when unknown
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(512))
+    ok: Mapped[bool]
+    detail: Mapped[dict[str, Any]]

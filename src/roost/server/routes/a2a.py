@@ -18,14 +18,14 @@ from a2a.server.request_handlers import build_error_response
 from a2a.server.request_handlers.response_helpers import agent_card_to_dict
 from a2a.server.routes.jsonrpc_dispatcher import JsonRpcDispatcher
 from a2a.utils.constants import AGENT_CARD_WELL_KNOWN_PATH, PROTOCOL_VERSION_1_0, VERSION_HEADER
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse, Response
 
 from roost.server._a2a import PREFIX, Call, RoostCallContextBuilder, RoostRequestHandler, agent_card
-from roost.server._deps import Caller, Platform
+from roost.server._deps import Caller, Platform, needs
 from roost.server._schemas import NAME
 
-router = APIRouter(prefix=PREFIX, tags=["a2a"])
+router = APIRouter(prefix=PREFIX, tags=["a2a"], dependencies=[Depends(needs("runs"))])
 
 AgentName = Annotated[str, Path(pattern=NAME, description="A deployed agent")]
 

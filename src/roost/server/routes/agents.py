@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, status
+from fastapi import APIRouter, Depends, Path, Query, Request, status
 
-from roost.server._deps import Caller, Page, PageParams, Platform, page_of
+from roost.server._deps import Caller, Page, PageParams, Platform, ServerStateDep, needs, page_of
 from roost.server._errors import ApiError
 from roost.server._schemas import NAME, Agent
 
-router = APIRouter(prefix="/api/v1/agents", tags=["agents"])
+router = APIRouter(
+    prefix="/api/v1/agents", tags=["agents"], dependencies=[Depends(needs("agents"))]
+)
 
 AgentName = Annotated[str, Path(pattern=NAME)]
 
@@ -36,6 +38,7 @@ _BINARY = {"type": "string", "format": "binary"}
 )
 async def deploy_agent(
     request: Request,
+    state: ServerStateDep,
     platform: Platform,
     caller: Caller,
     source: Annotated[str, Query(max_length=500, description="The folder's name, for errors")] = "",
@@ -50,6 +53,7 @@ async def deploy_agent(
     if not bundle:
         raise ApiError(400, "the body is empty: send the agent folder as a gzipped tar")
     record = await platform.deploy_bundle(bundle, source=source or "agent bundle")
+    await state.audit(caller, "agent.deploy", record.name, version=record.version)
     return Agent.of(record)
 
 
@@ -65,5 +69,8 @@ async def get_agent(name: AgentName, platform: Platform, caller: Caller) -> Agen
 
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete an agent")
-async def delete_agent(name: AgentName, platform: Platform, caller: Caller) -> None:
+async def delete_agent(
+    name: AgentName, state: ServerStateDep, platform: Platform, caller: Caller
+) -> None:
     await platform.delete_agent(name)
+    await state.audit(caller, "agent.delete", name)

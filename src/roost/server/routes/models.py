@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, Depends, Path, status
 
-from roost.server._deps import Caller, Page, PageParams, Platform, page_of
+from roost.server._deps import Caller, Page, PageParams, Platform, needs, page_of
 from roost.server._schemas import NAME, Model, ModelAdd
 
-router = APIRouter(prefix="/api/v1/models", tags=["models"])
+router = APIRouter(
+    prefix="/api/v1/models", tags=["models"], dependencies=[Depends(needs("models"))]
+)
 
 
 @router.get("", summary="Registered models")

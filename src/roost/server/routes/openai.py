@@ -15,16 +15,16 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from roost.platform import PlatformAPI
 from roost.protocol import InvalidRequestError, RoostError
-from roost.server._deps import Caller, Platform
+from roost.server._deps import Caller, Platform, needs
 from roost.server._runs_io import completion_of, follow_tokens, run_input, text_of
 from roost.wire import ChatCompletionRequest, decode_body, messages_of
 
-router = APIRouter(prefix="/v1", tags=["openai"])
+router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(needs("runs"))])
 
 SESSION_HEADER = "X-Roost-Session"
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import msgspec
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from roost.platform import PlatformAPI
@@ -42,12 +42,12 @@ from roost.protocol import (
     NotFoundError,
     RoostError,
 )
-from roost.server._deps import Caller, Platform
+from roost.server._deps import Caller, Platform, needs
 from roost.server._runs_io import completion_of, follow_tokens, run_input, text_of
 from roost.server.routes.openai import SESSION_HEADER
 from roost.wire import decode_body
 
-router = APIRouter(prefix="/v1", tags=["openai"])
+router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(needs("runs"))])
 
 _RESPONSE_ID = re.compile(r"resp_(?P<session>[0-9a-f]{32})_(?P<run>[A-Za-z0-9-]{1,100})")
 _ROLES: dict[str, Literal["system", "user", "assistant"]] = {

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query, status
+from fastapi import APIRouter, Depends, Header, Path, Query, status
 from sse_starlette import EventSourceResponse
 
 from roost.protocol import ServiceTimeoutError
-from roost.server._deps import Caller, Page, PageParams, Platform, ServerStateDep, page_of
+from roost.server._deps import Caller, Page, PageParams, Platform, ServerStateDep, needs, page_of
 from roost.server._schemas import RUN_ID, Answer, Completion, Run, RunStart
 from roost.server._stream import RunEventStream
 
-router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
+router = APIRouter(prefix="/api/v1/runs", tags=["runs"], dependencies=[Depends(needs("runs"))])
 
 RunId = Annotated[str, Path(pattern=RUN_ID)]
 RUN_STATUSES = ("running", "completed", "failed", "cancelled", "timed_out", "unknown")

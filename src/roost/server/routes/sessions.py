@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 
-from roost.server._deps import Caller, Page, PageParams, Platform, page_of
+from roost.server._deps import Caller, Page, PageParams, Platform, needs, page_of
 from roost.server._schemas import BranchOut, Fork, NodeOut, Promote, SessionOut
 
-router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"])
+router = APIRouter(
+    prefix="/api/v1/sessions", tags=["sessions"], dependencies=[Depends(needs("runs"))]
+)
 
 SessionRef = Annotated[str, Path(min_length=1, max_length=200, description="Name or id")]
 

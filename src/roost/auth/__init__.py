@@ -1,0 +1,34 @@
+"""Who may do what: principals, scopes, personal access tokens, verifying credentials.
+
+Users, tokens and the audit log are stored by :class:`roost.stores.SqlPrincipalStore`;
+this package decides what a credential means. See docs/security.md.
+"""
+
+from roost.auth._authenticator import (
+    ADMIN,
+    DEFAULT_CACHE_S,
+    DEFAULT_TENANT,
+    Authenticator,
+    principal_of,
+)
+from roost.auth._principal import DEFAULT_SCOPES, SCOPES, Principal, Role, ScopeError, check_scopes
+from roost.auth._tokens import PREFIX, display_prefix, is_well_formed, mint_token, token_hash
+
+__all__ = [
+    "ADMIN",
+    "DEFAULT_CACHE_S",
+    "DEFAULT_SCOPES",
+    "DEFAULT_TENANT",
+    "PREFIX",
+    "SCOPES",
+    "Authenticator",
+    "Principal",
+    "Role",
+    "ScopeError",
+    "check_scopes",
+    "display_prefix",
+    "is_well_formed",
+    "mint_token",
+    "principal_of",
+    "token_hash",
+]
