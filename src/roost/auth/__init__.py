@@ -1,7 +1,8 @@
 """Who may do what: principals, scopes, personal access tokens, verifying credentials.
 
 Users, tokens and the audit log are stored by :class:`roost.stores.SqlPrincipalStore`;
-this package decides what a credential means. See docs/security.md.
+this package decides what a credential means: an access token, or a JWT of an identity
+provider. See docs/security.md.
 """
 
 from roost.auth._authenticator import (
@@ -11,6 +12,7 @@ from roost.auth._authenticator import (
     Authenticator,
     principal_of,
 )
+from roost.auth._jwt import Claims, InvalidCredential, JwtVerifier, looks_like_jwt
 from roost.auth._principal import DEFAULT_SCOPES, SCOPES, Principal, Role, ScopeError, check_scopes
 from roost.auth._tokens import PREFIX, display_prefix, is_well_formed, mint_token, token_hash
 
@@ -22,12 +24,16 @@ __all__ = [
     "PREFIX",
     "SCOPES",
     "Authenticator",
+    "Claims",
+    "InvalidCredential",
+    "JwtVerifier",
     "Principal",
     "Role",
     "ScopeError",
     "check_scopes",
     "display_prefix",
     "is_well_formed",
+    "looks_like_jwt",
     "mint_token",
     "principal_of",
     "token_hash",

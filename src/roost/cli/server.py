@@ -29,6 +29,7 @@ app = typer.Typer(
 
 _PANEL_NET = "Network"
 _PANEL_DEPS = "Infrastructure"
+_PANEL_AUTH = "Sign-in with an identity provider's JWTs"
 
 
 def _option(panel: str, flag: str, env: str, help: str, default: Any = None) -> Any:
@@ -42,6 +43,10 @@ def _net(flag: str, env: str, help: str, default: Any = None) -> Any:
 
 def _infra(flag: str, env: str, help: str, default: Any = None) -> Any:
     return _option(_PANEL_DEPS, flag, env, help, default)
+
+
+def _jwt(flag: str, env: str, help: str) -> Any:
+    return _option(_PANEL_AUTH, flag, env, help)
 
 
 def _overrides(
@@ -136,6 +141,17 @@ def api(
         "CORS_ALLOWED_ORIGINS",
         "Comma-separated origins a browser may call from, or *.",
     ),
+    jwt_public_key: str | None = _jwt(
+        "--jwt-public-key", "JWT_PUBLIC_KEY", "PEM public key that signs accepted JWTs."
+    ),
+    jwt_public_key_file: Path | None = _jwt(
+        "--jwt-public-key-file", "JWT_PUBLIC_KEY_FILE", "The same key, from a PEM file."
+    ),
+    jwks_url: str | None = _jwt("--jwks-url", "JWKS_URL", "Or the identity provider's JWKS URL."),
+    jwt_issuer: str | None = _jwt("--jwt-issuer", "JWT_ISSUER", "The `iss` a JWT must carry."),
+    jwt_audience: str | None = _jwt(
+        "--jwt-audience", "JWT_AUDIENCE", "The `aud` a JWT must carry."
+    ),
     data_dir: Path | None = DataDir,
     db_url: str | None = DbUrl,
     nats_url: str | None = NatsUrl,
@@ -158,6 +174,8 @@ def api(
             temporal_port=temporal_port, temporal_namespace=temporal_namespace,
             health_port=health_port, api_port=api_port, bind_address=bind_address,
             tls_cert=tls_cert, tls_key=tls_key, disable_tls=disable_tls, cors_origins=origins,
+            jwt_public_key=jwt_public_key, jwt_public_key_file=jwt_public_key_file,
+            jwks_url=jwks_url, jwt_issuer=jwt_issuer, jwt_audience=jwt_audience,
         )
     )  # fmt: skip
     _serve(lambda: serve_api(config, announce=_announce))

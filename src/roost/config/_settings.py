@@ -153,6 +153,29 @@ class ServerConfig(_Section):
     token_cache_s: float = Field(5.0, ge=0, le=300)
     """How long a verified token is trusted without a database read: a token revoked on
     another replica still works here for at most this long."""
+    jwt_public_key: str = ""
+    """A PEM public key that signs the bearer JWTs the API accepts (docs/security.md)."""
+    jwt_public_key_file: Path | None = None
+    """The same key, from a file."""
+    jwks_url: str = ""
+    """Or the URL of the identity provider's JWKS (keys picked by the token's ``kid``)."""
+    jwks_refresh_cooldown_s: float = Field(30.0, ge=0, le=3600)
+    """The least time between two reads of the JWKS for a ``kid`` it lacked: a rotated-in
+    key works within this long, and forged ``kid`` values cannot flood the provider."""
+    jwt_issuer: str = ""
+    """The ``iss`` every accepted JWT must carry (required once JWTs are configured)."""
+    jwt_audience: str = ""
+    """The ``aud`` every accepted JWT must carry (required once JWTs are configured)."""
+    jwt_algorithms: list[str] = ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"]
+    """The signature algorithms accepted: asymmetric ones only."""
+    jwt_leeway_s: float = Field(60.0, ge=0, le=600)
+    """Clock skew allowed when checking ``exp``, ``nbf`` and ``iat``."""
+    jwt_create_users: bool = False
+    """Make a member user the first time a valid JWT's subject is seen (else an admin adds
+    them first, with their ``subject``)."""
+    jwt_tenant_claim: str = ""
+    """The claim naming the user's tenant when one is made from a JWT (empty: the default
+    tenant)."""
     page_size: int = Field(50, ge=1, le=1000)
     """Items per page of a list when the client does not say (at most ``max_page_size``)."""
     max_page_size: int = Field(200, ge=1, le=10000)

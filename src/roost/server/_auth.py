@@ -14,7 +14,7 @@ import math
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from roost.auth import Authenticator
+from roost.auth import Authenticator, InvalidCredential
 from roost.protocol import ErrorCode, RoostError
 from roost.server._errors import error_response
 from roost.server._ratelimit import RateLimiter
@@ -58,8 +58,11 @@ class Authenticate:
             message = "authentication required: send Authorization: Bearer <token>"
             await error_response(request, 401, ErrorCode.AUTH, message)(scope, receive, send)
             return
+        refused = "unknown, expired or revoked"
         try:
             principal = await self.authenticator.authenticate(credential)
+        except InvalidCredential as exc:
+            principal, refused = None, str(exc)
         except RoostError as exc:  # the principal store is unreachable
             log.warning("authentication failed: %s", exc)
             response = error_response(request, status_for(exc), exc.code, exc.message)
@@ -67,7 +70,7 @@ class Authenticate:
             return
         if principal is None:
             await self._audit_failure(request)
-            message = "invalid token: unknown, expired or revoked"
+            message = f"invalid token: {refused}"
             await error_response(request, 401, ErrorCode.AUTH, message)(scope, receive, send)
             return
         wait = self.limiter.take(principal.token_id or principal.id)

@@ -12,7 +12,7 @@ from typing import Any
 
 import uvicorn
 
-from roost.auth import Authenticator
+from roost.auth import Authenticator, JwtVerifier
 from roost.config import ConfigError, ServerConfig, Settings
 from roost.platform import Platform
 from roost.server._app import create_app
@@ -59,7 +59,11 @@ class ApiServer:
             if db is None:
                 raise ConfigError("the API server needs a SQL database for its users and tokens")
             auth = Authenticator(
-                SqlPrincipalStore(db), static_token=token or None, cache_s=config.token_cache_s
+                SqlPrincipalStore(db),
+                static_token=token or None,
+                cache_s=config.token_cache_s,
+                jwt=JwtVerifier.from_config(config),
+                create_users=config.jwt_create_users,
             )
             self.app = create_app(platform, config, auth)
         self.health = health_app(readiness_checks(platform))
@@ -190,6 +194,7 @@ def check_distributed(settings: Settings) -> None:
 async def serve_api(settings: Settings, *, announce: Any = print) -> None:
     """``roost server api``: open the platform, serve until cancelled (SIGINT/SIGTERM)."""
     check_distributed(settings)
+    jwt = JwtVerifier.from_config(settings.server)  # a bad key fails here, before any work
     token, token_file = admin_token(settings.server.admin_token, settings.home)
     local = settings.bus.backend == "memory"
     platform = await Platform.open(settings, start_services=local, worker=local, runs=True)
@@ -200,6 +205,8 @@ async def serve_api(settings: Settings, *, announce: Any = print) -> None:
             announce(f"health on {server.endpoints.health}/health and /ready")
             if token_file is not None:
                 announce(f"admin token in {token_file}")
+            if jwt is not None:
+                announce(f"accepting JWTs of issuer {jwt.issuer} for audience {jwt.audience}")
             await asyncio.Event().wait()
     finally:
         await platform.close()

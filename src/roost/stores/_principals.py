@@ -16,7 +16,7 @@ from typing import Any, Literal
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session as DbSession
 
-from roost.protocol import InvalidRequestError, NotFoundError
+from roost.protocol import InvalidRequestError, NotFoundError, tenants
 from roost.stores._db import Database
 from roost.stores._schema import AccessTokenRow, AuditRow, UserRow
 
@@ -39,6 +39,7 @@ class User:
     tenant: str
     disabled: bool
     created_at: float
+    subject: str | None = None  # the identity provider's ``iss|sub`` of a JWT user
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,9 @@ class AuditEvent:
 def _user(row: UserRow) -> User:
     role: Role = "admin" if row.role == "admin" else "member"
     return User(
-        row.id, row.name, row.email, role, row.kind, row.tenant, row.disabled, row.created_at
-    )
+        row.id, row.name, row.email, role, row.kind, row.tenant, row.disabled, row.created_at,
+        row.subject,
+    )  # fmt: skip
 
 
 def _token(row: AccessTokenRow) -> AccessToken:
@@ -126,6 +128,11 @@ class SqlPrincipalStore:
             )
         if role not in ("admin", "member"):
             raise InvalidRequestError(f"role {role!r}: admin or member")
+        tenant = tenant or tenants.DEFAULT_TENANT
+        if not tenants.is_tenant(tenant):
+            raise InvalidRequestError(
+                f"tenant {tenant!r}: lowercase letters and digits, a letter first (at most 32)"
+            )
         user_id = "u_" + secrets.token_hex(8)
         row = UserRow(
             id=user_id,
@@ -133,7 +140,7 @@ class SqlPrincipalStore:
             email=email,
             role=role,
             kind=kind,
-            tenant=tenant or user_id,
+            tenant=tenant,
             subject=subject,
             disabled=False,
             created_at=time.time(),
@@ -142,6 +149,10 @@ class SqlPrincipalStore:
         def work(session: DbSession) -> User:
             if session.scalar(select(UserRow.id).where(UserRow.name == name)) is not None:
                 raise InvalidRequestError(f"a user named {name!r} exists")
+            if subject is not None and session.scalar(
+                select(UserRow.id).where(UserRow.subject == subject)
+            ):
+                raise InvalidRequestError(f"a user with subject {subject!r} exists")
             session.add(row)
             session.flush()
             return _user(row)

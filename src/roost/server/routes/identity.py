@@ -87,6 +87,12 @@ class UserCreate(BaseModel):
         description="The user's tenant; omitted: the admin's own. Only the deployment's "
         "admins (of the default tenant) add users to other tenants.",
     )
+    subject: str | None = Field(
+        None,
+        min_length=3,
+        max_length=512,
+        description="The identity provider's `iss|sub` of a user who signs in with a JWT",
+    )
 
 
 class UserOut(BaseModel):
@@ -98,6 +104,7 @@ class UserOut(BaseModel):
     tenant: str
     disabled: bool
     created_at: float
+    subject: str | None
 
     @classmethod
     def of(cls, user: User) -> UserOut:
@@ -110,6 +117,7 @@ class UserOut(BaseModel):
             tenant=user.tenant,
             disabled=user.disabled,
             created_at=user.created_at,
+            subject=user.subject,
         )
 
 
@@ -243,8 +251,9 @@ async def create_user(state: ServerStateDep, caller: Admin, body: UserCreate) ->
     if tenant != caller.tenant and _tenant_scope(caller) is not None:
         raise ApiError(403, f"admins of tenant {caller.tenant!r} add users to it only")
     user = await state.principals.create_user(
-        body.name, email=body.email, role=body.role, kind=body.kind, tenant=tenant
-    )
+        body.name, email=body.email, role=body.role, kind=body.kind, tenant=tenant,
+        subject=body.subject,
+    )  # fmt: skip
     await state.audit(caller, "user.create", user.id, role=user.role)
     return UserOut.of(user)
 
