@@ -5,6 +5,7 @@ nothing left running."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -112,6 +113,31 @@ class DevUp:
                 self.proc.wait(10)
 
 
+async def refused_calls(address: str, pki: Path) -> list[str]:
+    """How the dev cluster's secret service (mTLS, node credentials) answers clients that
+    lack one piece each."""
+    from roost.protocol import RoostError
+    from roost.rpc import PLAINTEXT, RemoteSecretStore, RpcSecurity
+
+    outcomes = []
+    ca = (pki / "ca.pem").read_bytes()
+    cert, key = (pki / "cli.pem").read_bytes(), (pki / "cli-key.pem").read_bytes()
+    cases = [
+        ("plaintext", PLAINTEXT),
+        ("no client certificate", RpcSecurity(ca=ca)),
+        ("no credential", RpcSecurity(ca=ca, cert=cert, key=key, mtls=True)),
+    ]
+    for label, security in cases:
+        async with RemoteSecretStore(address, security=security, timeout_s=5) as secrets:
+            try:
+                await secrets.exists("x")
+            except RoostError as exc:
+                outcomes.append(f"{label}: {'auth' if exc.code == 'auth' else 'refused'}")
+            else:
+                outcomes.append(f"{label}: answered")
+    return outcomes
+
+
 def test_dev_up_runs_a_cluster_the_cli_uses_and_ctrl_c_stops_it_all(
     home: Path, tmp_path: Path
 ) -> None:
@@ -147,6 +173,16 @@ def test_dev_up_runs_a_cluster_the_cli_uses_and_ctrl_c_stops_it_all(
         assert sessions.stdout.count("counter") == 2, sessions.stdout + sessions.stderr
         # the runs went to the cluster: a local-mode home would have its own database
         assert not (home / "roost.db").exists()
+        # secured by default: without the cluster's CA, or without a node credential, the
+        # coordination services refuse (a bus address alone gets nobody in)
+        assert "ca_file = " in client and "credential_file = " in client, client
+        assert "cluster_key_file" not in client  # the CLI cannot mint node credentials
+        refusals = asyncio.run(refused_calls(cluster["addresses"]["secret"], home / "dev" / "pki"))
+        assert refusals == [
+            "plaintext: refused",
+            "no client certificate: refused",
+            "no credential: auth",
+        ], refusals
 
         node = cli_env(home / "dev" / "node")
         shown = run_cli(node, "status", "--json")

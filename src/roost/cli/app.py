@@ -8,6 +8,7 @@ from roost import __version__
 from roost.cli import (
     agents,
     auth,
+    cluster,
     dev,
     doctor,
     models,
@@ -36,6 +37,7 @@ app.add_typer(dev.app, name="dev")
 app.add_typer(server.app, name="server")
 app.add_typer(auth.app, name="auth")
 app.add_typer(auth.tokens, name="token")
+app.add_typer(cluster.app, name="cluster")
 app.command("worker")(worker.worker)
 app.command("status")(status.status)
 app.command("doctor")(doctor.doctor)

@@ -131,7 +131,7 @@ def _cluster_status(as_json: bool) -> None:
 
     from roost.config import ConfigError, load_client_settings
     from roost.protocol import RoostError
-    from roost.rpc import RemoteRegistryStore
+    from roost.rpc import RemoteRegistryStore, RpcSecurity
 
     config = settings()
     try:
@@ -142,7 +142,12 @@ def _cluster_status(as_json: bool) -> None:
     ttl = config.distributed.worker_ttl_s
 
     async def fetch() -> list[Any]:
-        async with RemoteRegistryStore(address, timeout_s=client.timeout_s) as registry:
+        security = RpcSecurity.load(
+            client.security if client.remote else config.distributed.security
+        )
+        async with RemoteRegistryStore(
+            address, timeout_s=client.timeout_s, security=security
+        ) as registry:
             return await registry.list_workers()
 
     try:

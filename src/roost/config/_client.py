@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from roost.config._roles import GRPC_PORTS
-from roost.config._settings import ConfigError, default_home
+from roost.config._settings import ConfigError, RpcSecurityConfig, default_home
 
 _ROLES = tuple(GRPC_PORTS)
 _ENV_PREFIX = "ROOST_CLIENT__"
@@ -62,6 +62,9 @@ class ClientSettings(BaseModel):
     system's (a self-signed server). Certificates are always verified."""
     timeout_s: float = Field(10.0, gt=0)
     """Deadline of one call (a run's stream lasts as long as the run)."""
+    security: RpcSecurityConfig = RpcSecurityConfig()
+    """``[security]``: the CA, certificate and node credential of the gRPC services, as
+    a node's ``[distributed.security]`` (the harness's deployment secured)."""
 
     @field_validator(*_ROLES)
     @classmethod
@@ -149,7 +152,13 @@ def load_client_settings() -> ClientSettings:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     for name, value in os.environ.items():
         if name.startswith(_ENV_PREFIX):
-            values[name[len(_ENV_PREFIX) :].lower()] = value
+            key = name[len(_ENV_PREFIX) :].lower()
+            section, nested, field = key.partition("__")  # ROOST_CLIENT__SECURITY__CA_FILE
+            if nested:
+                table = values.get(section)
+                values[section] = {**(table if isinstance(table, dict) else {}), field: value}
+            else:
+                values[key] = value
     try:
         return ClientSettings(**values)
     except ValidationError as exc:

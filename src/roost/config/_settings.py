@@ -185,8 +185,35 @@ def _default_workers() -> dict[str, int | dict[str, int]]:
     return {role.name: role.default_count for role in ROLES}
 
 
+class RpcSecurityConfig(_Section):
+    """How roost's processes trust each other over gRPC (docs/security.md): TLS with the
+    deployment's CA, optionally mutual, and a per-node credential on every call.
+    ``roost cluster credentials`` makes all of these files; ``roost dev up`` does too."""
+
+    ca_file: Path | None = None
+    """The CA (PEM) that signed the servers' certificates (and with ``mtls``, the nodes').
+    Set: every channel is TLS and verifies its server against it."""
+    cert_file: Path | None = None
+    """This node's certificate (PEM), served by its coordination services and, with
+    ``mtls``, shown as a client."""
+    key_file: Path | None = None
+    """Its private key (PEM)."""
+    mtls: bool = False
+    """Servers also require a client certificate signed by ``ca_file``."""
+    credential_file: Path | None = None
+    """This node's credential, sent on every call (``roost-node:<node>:<signature>``)."""
+    cluster_key_file: Path | None = None
+    """Servers: the key node credentials are checked with. Set: a call without a valid
+    credential is ``UNAUTHENTICATED``."""
+    revoked_nodes: list[str] = []
+    """Nodes whose credentials are refused even though they verify."""
+
+
 class DistributedConfig(_Section):
     """The ``roostd`` supervisor and the services of a multi-process deployment."""
+
+    security: RpcSecurityConfig = RpcSecurityConfig()
+    """``[distributed.security]``: TLS and node credentials of the gRPC services."""
 
     node: str = ""
     """This node's name in the registry; empty = the host name."""

@@ -79,12 +79,13 @@ async def _open_platform(
     if not database:
         # another node's registry may still be starting: wait for it (bounded) rather than
         # crash-loop; the other coordination services start after it
-        from roost.rpc import SERVICE_NAMES, wait_healthy
+        from roost.rpc import SERVICE_NAMES, RpcSecurity, wait_healthy
 
         config = settings.distributed
         await wait_healthy(
-            config.address("registry"), SERVICE_NAMES["registry"], config.start_timeout_s
-        )
+            config.address("registry"), SERVICE_NAMES["registry"], config.start_timeout_s,
+            security=RpcSecurity.load(config.security),
+        )  # fmt: skip
         stores = remote_stores(settings)
     return await Platform.open(
         settings, start_services=False, worker=worker, runs=runs, stores=stores
@@ -126,7 +127,7 @@ async def _serve_bus(role: str, settings: Settings, link: WorkerLink, stop: asyn
 async def _serve_grpc(role: str, settings: Settings, link: WorkerLink, stop: asyncio.Event) -> None:
     """A coordination service: its gRPC servicer on ``listen_host`` and the role's port."""
     from roost.platform import coordination_servicers
-    from roost.rpc import STORE_ROLES, RpcServer, store_servicers
+    from roost.rpc import STORE_ROLES, RpcSecurity, RpcServer, store_servicers
 
     config = settings.distributed
     if role in STORE_ROLES:
@@ -140,7 +141,11 @@ async def _serve_grpc(role: str, settings: Settings, link: WorkerLink, stop: asy
         stores = platform.stores
         servicers = coordination_servicers(platform, [role], node=config.node or None)
     try:
-        async with RpcServer(servicers, host=config.listen_host, port=config.port(role)) as server:
+        security = RpcSecurity.load(config.security)
+        serve = RpcServer(
+            servicers, host=config.listen_host, port=config.port(role), security=security
+        )
+        async with serve as server:
             registry = stores.registry
             expiry = (
                 asyncio.create_task(_expire_workers(registry, config.worker_ttl_s))

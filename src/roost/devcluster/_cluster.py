@@ -56,7 +56,7 @@ from roost._proc import (
     terminate,
     write_atomic,
 )
-from roost.config import GRPC_PORTS, WORKER_ROLES
+from roost.config import GRPC_PORTS, WORKER_ROLES, RpcSecurityConfig
 from roost.devcluster._state import (
     ClusterPhase,
     ClusterState,
@@ -90,6 +90,7 @@ __all__ = [
 DEFAULT_WORKERS: dict[str, int] = dict.fromkeys(WORKER_ROLES, 1) | {"agent": 2, "inference": 2}
 DATABASE = "roost"
 _HOST = "127.0.0.1"  # a dev cluster is for this machine only
+_NODE, _CLIENT = "dev", "cli"  # the names in the dev cluster's node credentials
 # What every file written for the CLI starts with: how a later start or stop recognises its own
 # file (and never touches one the user wrote).
 _CLIENT_MARK = "# written by `roost dev up` for "
@@ -172,6 +173,11 @@ class DevPaths:
     @property
     def nats_store(self) -> Path:
         return self.dir / "nats"
+
+    @property
+    def pki(self) -> Path:
+        """The cluster's CA, node certificates, cluster key and credentials (mode 0700)."""
+        return self.dir / "pki"
 
     @property
     def postgres_data(self) -> Path:
@@ -282,6 +288,19 @@ def _remove_stale_client(paths: DevPaths, state: ClusterState) -> str:
     return str(path)
 
 
+def _security_lines(security: RpcSecurityConfig) -> list[str]:
+    """``security`` as the lines of a TOML table (the keys that are set)."""
+    lines = []
+    for key, value in security.model_dump(exclude_defaults=True).items():
+        if isinstance(value, bool):
+            lines.append(f"{key} = {'true' if value else 'false'}")
+        elif isinstance(value, list):
+            lines.append(f"{key} = [{', '.join(_toml_string(str(v)) for v in value)}]")
+        else:
+            lines.append(f"{key} = {_toml_string(str(value))}")
+    return lines
+
+
 def _toml_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -349,6 +368,7 @@ class DevCluster:
         """roostd's workers as last seen (kept current while the cluster runs)."""
         self.started_at: float | None = None
         self._client_text = ""
+        self._security: dict[str, RpcSecurityConfig] | None = None
         self._lock: Any = None  # roost.supervisor.SupervisorLock, held while the cluster runs
         self._previous: ClusterState | None = None  # the last cluster's cluster.json
         self._step = "starting the dev cluster"  # for errors: what was under way
@@ -362,7 +382,12 @@ class DevCluster:
 
     def client_env(self) -> dict[str, str]:
         """The environment variables equivalent to the written ``client.toml``."""
-        return {f"ROOST_CLIENT__{role.upper()}": a for role, a in self.client_addresses.items()}
+        env = {f"ROOST_CLIENT__{role.upper()}": a for role, a in self.client_addresses.items()}
+        for key, value in self._client_security().model_dump(exclude_defaults=True).items():
+            env[f"ROOST_CLIENT__SECURITY__{key.upper()}"] = (
+                str(value).lower() if isinstance(value, bool) else str(value)
+            )
+        return env
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -624,8 +649,25 @@ class DevCluster:
             *(f"{role} = {_toml_string(a)}" for role, a in self.client_addresses.items()),
             "[distributed.workers]",
             *(f"{role} = {self.workers[role]}" for role in WORKER_ROLES),
+            "[distributed.security]",
+            *_security_lines(self._node_security()),
         ]
         return "\n".join(lines) + "\n"
+
+    def _node_security(self) -> RpcSecurityConfig:
+        """The dev cluster's gRPC trust, made on first use in its home (kept after): mTLS
+        with its own CA, node credentials checked on every call."""
+        if self._security is None:
+            from roost.rpc import write_cluster_credentials
+
+            self._security = write_cluster_credentials(self.paths.pki, [_NODE, _CLIENT])
+        return self._security[_NODE]
+
+    def _client_security(self) -> RpcSecurityConfig:
+        """What the CLI presents: its own certificate and credential, no cluster key."""
+        self._node_security()
+        assert self._security is not None
+        return self._security[_CLIENT].model_copy(update={"cluster_key_file": None})
 
     def _start_roostd(self) -> None:
         self._begin("starting roostd")
@@ -731,6 +773,8 @@ class DevCluster:
         lines = [
             self._client_mark().rstrip("\n"),
             *(f"{role} = {_toml_string(a)}" for role, a in self.client_addresses.items()),
+            "[security]",
+            *_security_lines(self._client_security()),
         ]
         text = "\n".join(lines) + "\n"
         tomllib.loads(text)  # what the CLI will parse: fail here, not there

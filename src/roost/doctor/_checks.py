@@ -375,10 +375,11 @@ async def check_temporal_address(settings: Settings) -> CheckResult:
 
 
 async def check_harness(client: ClientSettings) -> CheckResult:
-    from roost.rpc import wait_healthy
+    from roost.rpc import RpcSecurity, wait_healthy
 
     try:
-        await wait_healthy(client.harness, timeout_s=REACH_TIMEOUT_S)
+        security = RpcSecurity.load(client.security)
+        await wait_healthy(client.harness, timeout_s=REACH_TIMEOUT_S, security=security)
     except Exception as exc:
         return fail(
             "deployment",

@@ -264,7 +264,7 @@ class RemoteHarness(RpcClient):
             request_serializer=pb.DeployRequest.SerializeToString,
             response_deserializer=pb.DeployReply.FromString,
         )
-        call = method(request, timeout=timeout)
+        call = method(request, timeout=timeout, metadata=self._metadata)
         try:
             reply: pb.DeployReply = await call
             trailing = await call.trailing_metadata()

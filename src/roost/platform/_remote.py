@@ -22,7 +22,13 @@ from roost.platform._harness_rpc import RemoteHarness
 from roost.platform._models import model_record
 from roost.platform._tenant import refuse_tenant
 from roost.protocol import NotFoundError
-from roost.rpc import CatalogClient, RemoteRegistryStore, RemoteSecretStore, RemoteStateStore
+from roost.rpc import (
+    CatalogClient,
+    RemoteRegistryStore,
+    RemoteSecretStore,
+    RemoteStateStore,
+    RpcSecurity,
+)
 from roost.runtime import EventCallback, RunResult, RunStarted
 from roost.stores import AgentRecord, AvailableModel, Branch, ModelRecord, Node, Session, Stores
 
@@ -32,9 +38,10 @@ def remote_stores(settings: Settings) -> Stores:
     (``[distributed]`` addresses), for workers that do not open the database."""
     config = settings.distributed
     timeout = config.connect_timeout_s
-    registry = RemoteRegistryStore(config.address("registry"), timeout_s=timeout)
-    state = RemoteStateStore(config.address("state"), timeout_s=timeout)
-    secrets = RemoteSecretStore(config.address("secret"), timeout_s=timeout)
+    security = RpcSecurity.load(config.security)
+    registry = RemoteRegistryStore(config.address("registry"), timeout_s=timeout, security=security)
+    state = RemoteStateStore(config.address("state"), timeout_s=timeout, security=security)
+    secrets = RemoteSecretStore(config.address("secret"), timeout_s=timeout, security=security)
     return Stores(
         registry=registry,
         state=state,
@@ -48,13 +55,16 @@ class RemotePlatform:
     with :meth:`close`."""
 
     def __init__(self, client: ClientSettings) -> None:
-        timeout = client.timeout_s
         self.client = client
-        self.harness = RemoteHarness(client.address("harness"), timeout_s=timeout)
-        self.registry = RemoteRegistryStore(client.address("registry"), timeout_s=timeout)
-        self.state = RemoteStateStore(client.address("state"), timeout_s=timeout)
-        self.secrets = RemoteSecretStore(client.address("secret"), timeout_s=timeout)
-        self.catalog = CatalogClient(client.address("catalog"), timeout_s=timeout)
+        options: dict[str, Any] = {
+            "timeout_s": client.timeout_s,
+            "security": RpcSecurity.load(client.security),
+        }
+        self.harness = RemoteHarness(client.address("harness"), **options)
+        self.registry = RemoteRegistryStore(client.address("registry"), **options)
+        self.state = RemoteStateStore(client.address("state"), **options)
+        self.secrets = RemoteSecretStore(client.address("secret"), **options)
+        self.catalog = CatalogClient(client.address("catalog"), **options)
 
     async def close(self) -> None:
         await asyncio.gather(

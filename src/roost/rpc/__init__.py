@@ -36,8 +36,10 @@ from roost.rpc._errors import (
     error_from_rpc,
     status_for,
 )
+from roost.rpc._pki import LOCAL_HOSTS, write_cluster_credentials
 from roost.rpc._registry import RegistryServicer, RemoteRegistryStore
 from roost.rpc._secret import RemoteSecretStore, SecretServicer
+from roost.rpc._security import PLAINTEXT, RpcSecurity, credential_node, node_credential
 from roost.rpc._server import HEALTH_SERVICE, RpcServer
 from roost.rpc._service import (
     DEFAULT_TIMEOUT_S,
@@ -84,7 +86,9 @@ __all__ = [
     "ERROR_CODE_KEY",
     "ERROR_DETAILS_KEY",
     "HEALTH_SERVICE",
+    "LOCAL_HOSTS",
     "MAX_MESSAGE_BYTES",
+    "PLAINTEXT",
     "SERVICE_NAMES",
     "STATUS_BY_CODE",
     "STORE_ROLES",
@@ -99,15 +103,19 @@ __all__ = [
     "RemoteSecretStore",
     "RemoteStateStore",
     "RpcClient",
+    "RpcSecurity",
     "RpcServer",
     "RpcService",
     "SecretServicer",
     "ServicerBase",
     "StateServicer",
     "abort_with",
+    "credential_node",
     "error_from_rpc",
+    "node_credential",
     "rpc_method",
     "status_for",
     "store_servicers",
     "wait_healthy",
+    "write_cluster_credentials",
 ]

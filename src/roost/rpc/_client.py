@@ -16,6 +16,7 @@ from grpc_health.v1 import health_pb2
 from roost.protocol import RoostError, ServiceUnavailableError
 from roost.rpc._errors import error_from_rpc
 from roost.rpc._gen import common_pb2
+from roost.rpc._security import PLAINTEXT, RpcSecurity
 from roost.rpc._service import DEFAULT_TIMEOUT_S, MAX_MESSAGE_BYTES, PingInfo, service_label
 
 _Rep = TypeVar("_Rep", bound=Message)
@@ -71,11 +72,14 @@ class RpcClient:
         *,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
+        security: RpcSecurity = PLAINTEXT,
     ) -> None:
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, not {timeout_s}")
         self.address = check_address(address)
         self.timeout_s = timeout_s
+        self.security = security
+        self._metadata = security.metadata
         self._options = channel_options(max_message_bytes)
         self._channel: grpc.aio.Channel | None = None
         self._calls: dict[str, grpc.aio.UnaryUnaryMultiCallable[Any, Any]] = {}
@@ -88,7 +92,7 @@ class RpcClient:
     def _open_channel(self) -> grpc.aio.Channel:
         """The channel, opened on first use (in the running event loop)."""
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self.address, options=self._options)
+            self._channel = self.security.channel(self.address, self._options)
         return self._channel
 
     def _error(self, exc: grpc.RpcError, method: str, timeout_s: float) -> RoostError:
@@ -111,7 +115,9 @@ class RpcClient:
             )
             self._calls[method] = multicallable
         try:
-            reply: _Rep = await multicallable(request, timeout=self.timeout_s)
+            reply: _Rep = await multicallable(
+                request, timeout=self.timeout_s, metadata=self._metadata
+            )
         except grpc.RpcError as exc:
             raise self._error(exc, method, self.timeout_s) from None
         return reply
@@ -127,7 +133,7 @@ class RpcClient:
             response_deserializer=reply_type.FromString,
         )
         try:
-            async for reply in call(request, timeout=timeout_s):
+            async for reply in call(request, timeout=timeout_s, metadata=self._metadata):
                 yield reply
         except grpc.RpcError as exc:
             raise self._error(exc, method, timeout_s) from None
@@ -165,7 +171,13 @@ def _serialize(message: Message) -> bytes:
     return message.SerializeToString()
 
 
-async def wait_healthy(address: str, service: str = "", timeout_s: float = 10.0) -> None:
+async def wait_healthy(
+    address: str,
+    service: str = "",
+    timeout_s: float = 10.0,
+    *,
+    security: RpcSecurity = PLAINTEXT,
+) -> None:
     """Wait until ``service`` (a full gRPC service name such as ``roost.v1.Registry``; ``""``
     for the server as a whole) reports ``SERVING`` on the standard health service at
     ``address``. Raises :class:`~roost.protocol.ServiceUnavailableError` saying what was
@@ -175,7 +187,7 @@ async def wait_healthy(address: str, service: str = "", timeout_s: float = 10.0)
     deadline = time.monotonic() + timeout_s
     delay = 0.05
     last = "no answer yet"
-    async with grpc.aio.insecure_channel(address, options=channel_options()) as channel:
+    async with security.channel(address, channel_options()) as channel:
         check = channel.unary_unary(
             "/grpc.health.v1.Health/Check",
             request_serializer=_serialize,

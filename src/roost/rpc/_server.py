@@ -12,6 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]  # not in the stubs
 
 from roost.protocol import ServiceUnavailableError
+from roost.rpc._security import PLAINTEXT, RpcSecurity
 from roost.rpc._service import MAX_MESSAGE_BYTES, RpcService
 
 log = logging.getLogger("roost.rpc")
@@ -35,6 +36,7 @@ class RpcServer:
     by a program that did not set it is reported as taken. Every served service, and the
     server as a whole (``""``), reports ``SERVING`` on the standard ``grpc.health.v1``
     health service until :meth:`stop`. ``port=0`` picks a free port (see :attr:`port`).
+    ``security`` makes it TLS (or mTLS) and checks node credentials on every call.
     """
 
     def __init__(
@@ -45,6 +47,7 @@ class RpcServer:
         port: int = 0,
         reuse_port: bool = True,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
+        security: RpcSecurity = PLAINTEXT,
     ) -> None:
         self.services = list(services)
         if not self.services:
@@ -56,6 +59,7 @@ class RpcServer:
             raise ValueError(f"port {port} is not 0..65535")
         self.host = host
         self._port = port
+        self.security = security
         self._options = [
             ("grpc.so_reuseport", 1 if reuse_port else 0),
             ("grpc.max_send_message_length", max_message_bytes),
@@ -83,7 +87,7 @@ class RpcServer:
         or a host that is not local) raises :class:`ServiceUnavailableError` naming it."""
         if self._server is not None:
             return
-        server = grpc.aio.server(options=self._options)
+        server = grpc.aio.server(options=self._options, interceptors=self.security.interceptors())
         for service in self.services:
             service.add_to_server(server)
         health = health_aio.HealthServicer()
@@ -91,8 +95,13 @@ class RpcServer:
         for name in self.service_names:
             await health.set(name, health_pb2.HealthCheckResponse.SERVING)
         target = self.address
+        tls = self.security.server_credentials()
         try:
-            bound = server.add_insecure_port(target)
+            bound = (
+                server.add_secure_port(target, tls)
+                if tls is not None
+                else server.add_insecure_port(target)
+            )
         except RuntimeError as exc:  # grpcio raises here (older versions returned 0)
             await server.stop(None)
             raise self._bind_error(target, exc) from None
@@ -102,7 +111,13 @@ class RpcServer:
         self._port = bound
         await server.start()
         self._server, self._health = server, health
-        log.info("serving %s on %s", ", ".join(self.service_names), self.address)
+        log.info(
+            "serving %s on %s (%s%s)",
+            ", ".join(self.service_names),
+            self.address,
+            ("mTLS" if self.security.mtls else "TLS") if tls is not None else "plaintext",
+            ", node credentials checked" if self.security.cluster_key is not None else "",
+        )
 
     def _bind_error(self, target: str, exc: Exception | None) -> ServiceUnavailableError:
         return ServiceUnavailableError(
