@@ -138,6 +138,26 @@ async def refused_calls(address: str, pki: Path) -> list[str]:
     return outcomes
 
 
+async def ungranted_kv_get(nats_url: str) -> str:
+    """What the cluster's kv service answers a raw nats-py request for agent counter's KV."""
+    import nats
+
+    from roost.protocol import KvGet, RequestMessage, ResponseMessage, decode, encode, to_body
+
+    request = RequestMessage(
+        service="kv", op="get", body=to_body(KvGet(key="count", scope="agent")),
+        agent="counter", timeout_s=5.0,
+    )  # fmt: skip
+    client = await nats.connect(nats_url)
+    try:
+        reply = await client.request("roost.v1.svc.kv", encode(request), timeout=10)
+    finally:
+        await client.close()
+    response = decode(reply.data, ResponseMessage)
+    error = response.error
+    return f"{error.code}: {error.message}" if error is not None else f"answered {response.body}"
+
+
 def test_dev_up_runs_a_cluster_the_cli_uses_and_ctrl_c_stops_it_all(
     home: Path, tmp_path: Path
 ) -> None:
@@ -183,6 +203,9 @@ def test_dev_up_runs_a_cluster_the_cli_uses_and_ctrl_c_stops_it_all(
             "no client certificate: refused",
             "no credential: auth",
         ], refusals
+        # on the bus, a hand-written request for the counter's KV has no run grant
+        refused = asyncio.run(ungranted_kv_get(cluster["addresses"]["nats"]))
+        assert refused.startswith("auth: kv.get: the request carries no run grant"), refused
 
         node = cli_env(home / "dev" / "node")
         shown = run_cli(node, "status", "--json")

@@ -12,6 +12,15 @@ from roost.auth._authenticator import (
     Authenticator,
     principal_of,
 )
+from roost.auth._grants import (
+    GRANT_TTL_S,
+    GrantError,
+    GrantSigner,
+    GrantVerifier,
+    load_signer,
+    load_verifier,
+    write_grant_keys,
+)
 from roost.auth._jwt import Claims, InvalidCredential, JwtVerifier, looks_like_jwt
 from roost.auth._principal import DEFAULT_SCOPES, SCOPES, Principal, Role, ScopeError, check_scopes
 from roost.auth._tokens import PREFIX, display_prefix, is_well_formed, mint_token, token_hash
@@ -21,10 +30,14 @@ __all__ = [
     "DEFAULT_CACHE_S",
     "DEFAULT_SCOPES",
     "DEFAULT_TENANT",
+    "GRANT_TTL_S",
     "PREFIX",
     "SCOPES",
     "Authenticator",
     "Claims",
+    "GrantError",
+    "GrantSigner",
+    "GrantVerifier",
     "InvalidCredential",
     "JwtVerifier",
     "Principal",
@@ -33,8 +46,11 @@ __all__ = [
     "check_scopes",
     "display_prefix",
     "is_well_formed",
+    "load_signer",
+    "load_verifier",
     "looks_like_jwt",
     "mint_token",
     "principal_of",
     "token_hash",
+    "write_grant_keys",
 ]

@@ -38,6 +38,12 @@ class BusConfig(_Section):
     backend: Literal["memory", "nats"] = "memory"
     """``memory`` runs everything in one process; ``nats`` connects to ``url``."""
     url: str = "nats://127.0.0.1:4222"
+    grant_key_file: Path | None = None
+    """Ed25519 private key (PEM) with which this process's runs sign their requests' run
+    grants (processes that run agents). docs/security.md."""
+    grant_public_key_file: Path | None = None
+    """Its public key: set, this process's services refuse requests without a valid grant
+    for the agent, session and branch they name."""
 
 
 class StateConfig(_Section):

@@ -633,6 +633,7 @@ class DevCluster:
             "[bus]",
             'backend = "nats"',
             f"url = {_toml_string(self.nats_url)}",
+            *self._grant_lines(),
             "[state]",
             'backend = "postgres"',
             f"url = {_toml_string(self.database_url)}",
@@ -662,6 +663,16 @@ class DevCluster:
 
             self._security = write_cluster_credentials(self.paths.pki, [_NODE, _CLIENT])
         return self._security[_NODE]
+
+    def _grant_lines(self) -> list[str]:
+        """``[bus]`` keys: the runs' requests are signed and the services check them."""
+        from roost.auth import write_grant_keys
+
+        private, public = write_grant_keys(self.paths.pki)
+        return [
+            f"grant_key_file = {_toml_string(str(private))}",
+            f"grant_public_key_file = {_toml_string(str(public))}",
+        ]
 
     def _client_security(self) -> RpcSecurityConfig:
         """What the CLI presents: its own certificate and credential, no cluster key."""

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from roost.agents import OutputCallback, load_entry, parse_manifest
+from roost.auth import load_signer, load_verifier
 from roost.bus import Bus, create_bus
 from roost.config import Settings
 from roost.engines import EngineSet, default_models
@@ -117,6 +118,7 @@ class Platform:
             events=self.events,
             load_history=functools.partial(branch_history, stores.state),
             router=self.router,
+            signer=load_signer(settings.bus.grant_key_file),
             defaults=RunDefaults(
                 chat_model=settings.inference.default_model,
                 embedding_model=settings.embedding.default_model,
@@ -251,8 +253,10 @@ class Platform:
             "tool": lambda: ToolService(bus, self.agent_tools),
             "agent": lambda: AgentCallService(bus, self._run_called_agent),
         }
+        grants = load_verifier(self.settings.bus.grant_public_key_file)
         for name in services:
             worker: ServiceWorker = factories[name]()
+            worker.grants = grants
             await worker.start()
             self.workers.append(worker)
 

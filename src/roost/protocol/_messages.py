@@ -85,6 +85,9 @@ class RequestMessage(Message, tag="request", frozen=True):
     """The deployed version of ``agent`` the run uses (0: the latest), so services that
     depend on the agent's files (tools) serve the version the run started with."""
     timeout_s: float = 30.0
+    grant: str = ""
+    """The run grant the runtime stamped: proof that ``agent``, ``session`` and ``branch``
+    are the run's own (:mod:`roost.auth`); checked by services when grants are on."""
 
 
 class ResponseMessage(Message, tag="response", frozen=True):

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from roost.auth import GrantSigner
 from roost.bus import Bus, Delivery
 from roost.protocol import (
     EventMessage,
@@ -111,10 +112,14 @@ _ROUTED = frozenset({("infer", "chat"), ("embed", "embed")})
 
 
 async def dispatch_request(
-    bus: Bus, recorder: Recorder, request: RequestMessage, router: EngineRouter | None = None
+    bus: Bus,
+    recorder: Recorder,
+    request: RequestMessage,
+    router: EngineRouter | None = None,
+    signer: GrantSigner | None = None,
 ) -> dict[str, Any]:
-    """Record ``request``, send it to its service (its engine's shard, with ``router``),
-    record the answer, return its body.
+    """Record ``request``, send it to its service (its engine's shard, with ``router``;
+    stamped with its run grant, with ``signer``), record the answer, return its body.
 
     A transport failure (no responders, timeout) is recorded as the call's answer and raised;
     so is a service's error response (:func:`~roost.services.raise_for_error`).
@@ -122,7 +127,9 @@ async def dispatch_request(
     await recorder.record(request)
     try:
         shard = await router.shard(request) if router is not None else None
-        response = await call_service(bus, request, shard=shard)
+        # stamped after recording: a grant is proof for the services, not history
+        sent = signer.stamp(request) if signer is not None else request
+        response = await call_service(bus, sent, shard=shard)
     except RoostError as exc:
         response = ResponseMessage(
             session=request.session,
@@ -150,8 +157,10 @@ class BusDispatcher:
         *,
         events: EventLog | None = None,
         router: EngineRouter | None = None,
+        signer: GrantSigner | None = None,
     ) -> None:
         self.bus = bus
+        self.signer = signer
         self.recorder = recorder
         self.events = events or EventLog(bus, recorder)
         self.router = router
@@ -182,7 +191,7 @@ class BusDispatcher:
             agent_version=self.agent_version,
             timeout_s=timeout,
         )
-        body = await dispatch_request(self.bus, self.recorder, request, self.router)
+        body = await dispatch_request(self.bus, self.recorder, request, self.router, self.signer)
         usage = body.get("usage")
         if isinstance(usage, dict):
             self._usage = self._usage + msgspec.convert(usage, Usage)

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from roost.auth import GrantSigner
 from roost.bus import Bus
 from roost.protocol import InvokeMessage
 from roost.runtime._dispatch import BusDispatcher, EngineRouter
@@ -53,6 +54,8 @@ class RunWiring:
     events: EventLog
     load_history: HistoryLoader | None = None
     router: EngineRouter | None = None
+    signer: GrantSigner | None = None
+    """Stamps each request with its run's grant (when the deployment checks grants)."""
     defaults: RunDefaults = field(default_factory=RunDefaults)
 
     def dispatcher(self, invocation: InvokeMessage, agent_version: int = 0) -> BusDispatcher:
@@ -64,6 +67,7 @@ class RunWiring:
             agent_version,
             events=self.events,
             router=self.router,
+            signer=self.signer,
         )
 
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar
 
+from roost.auth import GrantError, GrantVerifier
 from roost.bus import Bus, Delivery, Subscription
 from roost.protocol import (
     ErrorCode,
@@ -65,6 +66,8 @@ class ServiceWorker:
         }
         self.served = 0
         self.rejected = 0
+        self.grants: GrantVerifier | None = None
+        """Set: every request but ``ping`` must carry a run grant that covers it."""
 
     @property
     def ops(self) -> list[str]:
@@ -130,8 +133,15 @@ class ServiceWorker:
                     f"(known: {', '.join(self.ops)})",
                     code=ErrorCode.UNKNOWN_OP,
                 )
+            if self.grants is not None and request.op != "ping":
+                self.grants.check(request)
             body = await handler(request)
             return reply_to(request, body=body)
+        except GrantError as exc:
+            self.rejected += 1
+            log.warning("%s refused %s.%s for agent %r: %s", self.subject, request.service,
+                        request.op, request.agent, exc.message)  # fmt: skip
+            return reply_to(request, error=exc.to_info())
         except RoostError as exc:
             return reply_to(request, error=exc.to_info())
         except Exception as exc:

@@ -78,7 +78,7 @@ class RunActivities:
             req = msgspec.convert(request, RequestMessage)
             async with self._heartbeats():
                 w = self.wiring
-                return await dispatch_request(w.bus, w.recorder, req, w.router)
+                return await dispatch_request(w.bus, w.recorder, req, w.router, w.signer)
 
     @activity.defn(name=EMIT)
     async def emit(self, event: dict[str, Any]) -> None:
