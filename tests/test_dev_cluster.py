@@ -138,24 +138,40 @@ async def refused_calls(address: str, pki: Path) -> list[str]:
     return outcomes
 
 
-async def ungranted_kv_get(nats_url: str) -> str:
-    """What the cluster's kv service answers a raw nats-py request for agent counter's KV."""
+async def ungranted_kv_get(nats_url: str, passwords: Path) -> str:
+    """What the cluster's NATS says to an anonymous client, and its kv service to a valid
+    bus client of another role (the harness's user) asking for agent counter's KV."""
     import nats
 
+    from roost.bus import inbox_prefix
     from roost.protocol import KvGet, RequestMessage, ResponseMessage, decode, encode, to_body
 
+    try:
+        anonymous = await nats.connect(
+            nats_url, allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=5
+        )
+    except Exception as exc:
+        refused = "Authorization Violation" in str(exc)
+        outcome = "anonymous: refused" if refused else f"anonymous: {exc!r}"
+    else:
+        await anonymous.close()
+        outcome = "anonymous: connected"
     request = RequestMessage(
         service="kv", op="get", body=to_body(KvGet(key="count", scope="agent")),
         agent="counter", timeout_s=5.0,
     )  # fmt: skip
-    client = await nats.connect(nats_url)
+    client = await nats.connect(
+        nats_url, user="harness", password=(passwords / "harness.password").read_text(),
+        inbox_prefix=inbox_prefix("harness"), connect_timeout=5,
+    )  # fmt: skip
     try:
         reply = await client.request("roost.v1.svc.kv", encode(request), timeout=10)
     finally:
         await client.close()
     response = decode(reply.data, ResponseMessage)
     error = response.error
-    return f"{error.code}: {error.message}" if error is not None else f"answered {response.body}"
+    answer = f"{error.code}: {error.message}" if error is not None else f"answered {response.body}"
+    return f"{outcome}; {answer}"
 
 
 def test_dev_up_runs_a_cluster_the_cli_uses_and_ctrl_c_stops_it_all(
@@ -203,9 +219,14 @@ def test_dev_up_runs_a_cluster_the_cli_uses_and_ctrl_c_stops_it_all(
             "no client certificate: refused",
             "no credential: auth",
         ], refusals
-        # on the bus, a hand-written request for the counter's KV has no run grant
-        refused = asyncio.run(ungranted_kv_get(cluster["addresses"]["nats"]))
-        assert refused.startswith("auth: kv.get: the request carries no run grant"), refused
+        # on the bus: no anonymous clients, and a valid client of another role writing a
+        # request for the counter's KV by hand has no run grant for it
+        refused = asyncio.run(
+            ungranted_kv_get(cluster["addresses"]["nats"], home / "dev" / "pki" / "bus")
+        )
+        assert refused.startswith(
+            "anonymous: refused; auth: kv.get: the request carries no run grant"
+        ), refused
 
         node = cli_env(home / "dev" / "node")
         shown = run_cli(node, "status", "--json")

@@ -38,12 +38,30 @@ class BusConfig(_Section):
     backend: Literal["memory", "nats"] = "memory"
     """``memory`` runs everything in one process; ``nats`` connects to ``url``."""
     url: str = "nats://127.0.0.1:4222"
+    user: str = ""
+    """The NATS user this process connects as (empty: none)."""
+    password_file: Path | None = None
+    """The file holding that user's password."""
+    credentials_dir: Path | None = None
+    """roostd: each worker connects as the user named after its role, with the password in
+    ``<credentials_dir>/<role>.password`` (``roost dev up`` makes them)."""
     grant_key_file: Path | None = None
     """Ed25519 private key (PEM) with which this process's runs sign their requests' run
     grants (processes that run agents). docs/security.md."""
     grant_public_key_file: Path | None = None
     """Its public key: set, this process's services refuse requests without a valid grant
     for the agent, session and branch they name."""
+
+    def password(self) -> str:
+        """The password in ``password_file`` (empty without one)."""
+        if self.password_file is None:
+            return ""
+        try:
+            return Path(self.password_file).expanduser().read_text().strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"[bus] password_file: cannot read {self.password_file}: {exc}"
+            ) from None
 
 
 class StateConfig(_Section):

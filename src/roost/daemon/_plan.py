@@ -10,8 +10,16 @@ import math
 import sys
 from collections.abc import Collection
 from dataclasses import dataclass
+from pathlib import Path
 
-from roost.config import BUS_ROLES, DATABASE_ROLES, ENGINE_ROLES, PHASES, WORKER_ROLES, Settings
+from roost.config import (
+    BUS_ROLES,
+    DATABASE_ROLES,
+    ENGINE_ROLES,
+    PHASES,
+    WORKER_ROLES,
+    Settings,
+)
 from roost.daemon import paths
 from roost.daemon._env import ENGINE_ENV, INDEX_ENV, ROLE_ENV
 from roost.daemon._roles import ROLE_RUNNERS
@@ -52,10 +60,16 @@ class NodePlan:
         return sum(len(phase) for phase in self.phases)
 
 
-def _worker_env(role: str, index: int, engine: str | None) -> dict[str, str]:
+def _worker_env(
+    role: str, index: int, engine: str | None, credentials: Path | None
+) -> dict[str, str]:
     env = {ROLE_ENV: role, INDEX_ENV: str(index)}
     if engine is not None:
         env[ENGINE_ENV] = engine
+    if credentials is not None:
+        # each role on the bus as its own user, with only its role's permissions
+        env["ROOST_BUS__USER"] = role
+        env["ROOST_BUS__PASSWORD_FILE"] = str(credentials / f"{role}.password")
     return env
 
 
@@ -106,10 +120,11 @@ def plan_node(settings: Settings) -> NodePlan:
             )
     groups = [list(phase) for phase in PHASES]
     argv = worker_argv()
+    credentials = settings.bus.credentials_dir
     phases: list[list[WorkerSpec]] = []
     for group in groups:
         specs = [
-            WorkerSpec(role, index, argv, _worker_env(role, index, engine))
+            WorkerSpec(role, index, argv, _worker_env(role, index, engine, credentials))
             for role in WORKER_ROLES
             if role in group
             for index, engine in enumerate(
@@ -146,7 +161,9 @@ async def preflight(settings: Settings, roles: Collection[str]) -> None:
     timeout = settings.distributed.connect_timeout_s
     checks = []
     if set(roles) & BUS_ROLES:
-        checks.append(_check_nats(settings.bus.url, timeout))
+        checks.append(
+            _check_nats(settings.bus.url, timeout, settings.bus.user, settings.bus.password())
+        )
     if set(roles) & DATABASE_ROLES and is_postgres(settings):
         checks.append(_check_database(settings.database_url, timeout))
     address = settings.workflows.temporal_address
@@ -163,11 +180,14 @@ async def preflight(settings: Settings, roles: Collection[str]) -> None:
         raise PreflightError("; ".join(problems))
 
 
-async def _check_nats(url: str, timeout: float) -> None:
+async def _check_nats(url: str, timeout: float, user: str, password: str) -> None:
     from roost.bus import create_bus
     from roost.protocol import RoostError
 
-    bus = create_bus("nats", url, client_name="roostd-preflight", connect_timeout=timeout)
+    bus = create_bus(
+        "nats", url, client_name="roostd-preflight", connect_timeout=timeout, user=user,
+        password=password,
+    )  # fmt: skip
     # the client logs every failed attempt; the one error below says it all
     nats_log = logging.getLogger("roost.bus.nats")
     level = nats_log.level

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -571,6 +572,7 @@ class DevCluster:
             log_dir=self.paths.logs,
             jetstream=True,
             startup_timeout=30.0,
+            extra_args=["-c", str(self._nats_authorization())],
         )
         self._launch(server, "starting NATS")
         self.nats = server
@@ -633,6 +635,7 @@ class DevCluster:
             "[bus]",
             'backend = "nats"',
             f"url = {_toml_string(self.nats_url)}",
+            *self._bus_user_lines(),
             *self._grant_lines(),
             "[state]",
             'backend = "postgres"',
@@ -663,6 +666,35 @@ class DevCluster:
 
             self._security = write_cluster_credentials(self.paths.pki, [_NODE, _CLIENT])
         return self._security[_NODE]
+
+    def _nats_authorization(self) -> Path:
+        """The NATS server's users (one per role, ``roostd``, ``operator``) with their
+        permissions; passwords made once in ``pki/bus`` (mode 0600), kept after."""
+        from roost.bus import BUS_USERS, nats_authorization
+
+        directory = self.paths.pki / "bus"
+        directory.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.paths.pki, 0o700)
+        passwords = {}
+        for user in BUS_USERS:
+            path = directory / f"{user}.password"
+            if not path.exists():
+                path.touch(mode=0o600)
+                path.write_text(secrets.token_urlsafe(24))
+            passwords[user] = path.read_text().strip()
+        conf = self.paths.dir / "nats-auth.conf"
+        conf.touch(mode=0o600)
+        conf.write_text(nats_authorization(passwords))
+        return conf
+
+    def _bus_user_lines(self) -> list[str]:
+        """``[bus]`` keys: roostd connects as ``roostd``, each worker as its role."""
+        directory = self.paths.pki / "bus"
+        return [
+            'user = "roostd"',
+            f"password_file = {_toml_string(str(directory / 'roostd.password'))}",
+            f"credentials_dir = {_toml_string(str(directory))}",
+        ]
 
     def _grant_lines(self) -> list[str]:
         """``[bus]`` keys: the runs' requests are signed and the services check them."""

@@ -164,7 +164,12 @@ class Platform:
             stores = await open_stores(settings.database_url, settings.home)
         try:
             await register_defaults(stores.registry, default_models())
-            bus = create_bus(settings.bus.backend, settings.bus.url)
+            bus = create_bus(
+                settings.bus.backend,
+                settings.bus.url,
+                user=settings.bus.user,
+                password=settings.bus.password(),
+            )
             await bus.connect()
             if settings.runtime.record_events == "projection":
                 await bus.add_stream(EVENTS_STREAM)  # events are published to it
