@@ -133,13 +133,27 @@ async def raw_queue(payload: bytes) -> AsyncIterator[Call]:
 
 
 @contextlib.asynccontextmanager
-async def roost_call(caller: Bus, server: Bus, text: str) -> AsyncIterator[Call]:
-    worker = EchoWorker(server)
+async def roost_call(
+    caller: Bus, server: Bus, text: str, *, grants: bool = False
+) -> AsyncIterator[Call]:
+    """A service call; ``grants``: stamped with a run grant the worker verifies, as in a
+    deployment with grants on (docs/security.md)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from roost.auth import GrantSigner, GrantVerifier
+
+    key = Ed25519PrivateKey.generate()
+    signer = GrantSigner(key) if grants else None
+    shard = "granted" if grants else None  # its own subject, apart from the plain worker's
+    worker = EchoWorker(server, shard=shard)
+    worker.grants = GrantVerifier(key.public_key()) if grants else None
     await worker.start()
     await server.flush()
 
     async def call() -> object:
-        response = await call_service(caller, make_request(text))
+        request = make_request(text)
+        sent = signer.stamp(request) if signer else request
+        response = await call_service(caller, sent, shard=shard)
         if not response.ok:
             raise RuntimeError(f"echo failed: {response.error}")
         return response
@@ -207,6 +221,7 @@ async def main(args: argparse.Namespace) -> int:
         memory = await stack.enter_async_context(MemoryBus())
         worker_bus = await stack.enter_async_context(NatsBus(server.url, client_name="worker"))
         caller_bus = await stack.enter_async_context(NatsBus(server.url, client_name="caller"))
+        grant_bus = await stack.enter_async_context(NatsBus(server.url, client_name="granted"))
         paths: dict[str, Call] = {
             "raw asyncio queue": await stack.enter_async_context(raw_queue(raw_payload)),
             "roost call (memory bus)": await stack.enter_async_context(
@@ -217,6 +232,9 @@ async def main(args: argparse.Namespace) -> int:
             ),
             "roost call (NATS bus)": await stack.enter_async_context(
                 roost_call(caller_bus, worker_bus, text)
+            ),
+            "roost call (NATS, run grants)": await stack.enter_async_context(
+                roost_call(caller_bus, grant_bus, text, grants=True)
             ),
         }
         for call in paths.values():
@@ -234,13 +252,14 @@ async def main(args: argparse.Namespace) -> int:
                 walls[name] += time.perf_counter() - started
         results = [Result(name, samples[name], walls[name]) for name in paths]
 
-    queue_r, memory_r, nats_raw_r, nats_r = results
+    queue_r, memory_r, nats_raw_r, nats_r, granted_r = results
     print_table(results)
     memory_ratio = memory_r.p50 / queue_r.p50
     nats_ratio = nats_r.p50 / nats_raw_r.p50
     print()
     print(f"ratio p50 roost-memory / raw-queue: {memory_ratio:.2f}x")
     print(f"ratio p50 roost-nats / raw-nats:    {nats_ratio:.2f}x")
+    print(f"ratio p50 with run grants / without: {granted_r.p50 / nats_r.p50:.2f}x")
     print()
     nats_ok = nats_ratio <= NATS_RATIO_TARGET
     memory_ok = memory_r.p50 <= MEMORY_P50_TARGET_US
