@@ -134,9 +134,38 @@ async def test_agents_are_per_tenant(api: Api, tmp_path: Path) -> None:
         assert (await alice.get("/api/v1/agents/helper")).status_code == 200
 
 
+@pytest.fixture
+async def open_urls(tmp_path: Path) -> Any:
+    """A server whose tenants may point models anywhere (here: at loopback)."""
+    async with api_server(tmp_path / "open", tenant_model_urls="any") as server:
+        yield server
+
+
+async def test_a_tenants_model_cannot_point_into_the_private_network(api: Api) -> None:
+    _, alice_token = await make_user(api, "alice", tenant="acme")
+    model = {"name": "m", "engine": "openai", "target": "gpt"}
+    async with client(api, alice_token) as alice:
+        for url, why in [
+            ("http://example.com/v1", "https URL"),
+            ("https://127.0.0.1:8443/v1", "not a public address"),
+            ("https://localhost/v1", "not a public address"),
+            ("https://10.1.2.3/v1", "not a public address"),
+            ("https://169.254.169.254/latest", "not a public address"),
+            ("https://[::1]/v1", "not a public address"),
+        ]:
+            reply = await alice.post("/api/v1/models", json={**model, "base_url": url})
+            assert reply.status_code == 400, (url, reply.text)
+            assert why in reply.json()["error"]["message"], (url, reply.text)
+        assert names(await alice.get("/api/v1/models")) == ["minilm", "smollm2"]
+    async with api.client() as operator:  # the deployment's own admins may
+        local = {**model, "base_url": "http://127.0.0.1:9/v1"}
+        assert (await operator.post("/api/v1/models", json=local)).status_code == 201
+
+
 async def test_models_and_secrets_are_per_tenant_and_shared_models_are_visible(
-    api: Api,
+    open_urls: Api,
 ) -> None:
+    api = open_urls
     _, alice_token = await make_user(api, "alice", tenant="acme")
     _, bob_token = await make_user(api, "bob", tenant="beta")
     remote = {"engine": "openai", "target": "gpt", "base_url": "http://127.0.0.1:9"}

@@ -200,6 +200,11 @@ class ServerConfig(_Section):
     jwt_tenant_claim: str = ""
     """The claim naming the user's tenant when one is made from a JWT (empty: the default
     tenant)."""
+    tenant_model_urls: Literal["public", "any"] = "public"
+    """Which ``base_url`` a tenant's model may have: ``public``, an https URL whose host
+    resolves to public addresses only (so no tenant can make roost's workers call into
+    the private network); ``any``, whatever it likes (one trusted team). The default
+    tenant's admins (operators) may always register any URL."""
     page_size: int = Field(50, ge=1, le=1000)
     """Items per page of a list when the client does not say (at most ``max_page_size``)."""
     max_page_size: int = Field(200, ge=1, le=10000)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
+import socket
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Path, status
 
-from roost.server._deps import Caller, Page, PageParams, Platform, needs, page_of
+from roost.auth import Principal
+from roost.protocol import InvalidRequestError, tenants
+from roost.server._deps import Caller, Page, PageParams, Platform, ServerStateDep, needs, page_of
 from roost.server._schemas import NAME, Model, ModelAdd
 
 router = APIRouter(
@@ -21,7 +27,11 @@ async def list_models(platform: Platform, caller: Caller, page: PageParams) -> P
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Register a model")
-async def add_model(body: ModelAdd, platform: Platform, caller: Caller) -> Model:
+async def add_model(
+    body: ModelAdd, platform: Platform, caller: Caller, state: ServerStateDep
+) -> Model:
+    if state.config.tenant_model_urls == "public":
+        await check_public_url(body.base_url, caller)
     record = await platform.add_model(
         name=body.name,
         engine=body.engine,
@@ -33,6 +43,32 @@ async def add_model(body: ModelAdd, platform: Platform, caller: Caller) -> Model
         replace=body.replace,
     )
     return Model.of(record)
+
+
+async def check_public_url(url: str, caller: Principal) -> None:
+    """Refuse a tenant's model ``base_url`` that is not https or whose host resolves to a
+    loopback, private, link-local or otherwise non-public address: roost's workers would
+    call it. Operators (the default tenant) may register any URL."""
+    if not url or caller.tenant == tenants.DEFAULT_TENANT:
+        return
+    parts = urlsplit(url)
+    host = parts.hostname
+    if parts.scheme != "https" or not host:
+        raise InvalidRequestError(
+            f"base_url {url!r}: a tenant's model needs an https URL (the operator can allow "
+            'others: [server] tenant_model_urls = "any")'
+        )
+    try:
+        found = await asyncio.to_thread(socket.getaddrinfo, host, parts.port or 443)
+    except (OSError, UnicodeError) as exc:
+        raise InvalidRequestError(f"base_url {url!r}: cannot resolve {host!r} ({exc})") from None
+    for *_, sockaddr in found:
+        address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+        if not address.is_global:
+            raise InvalidRequestError(
+                f"base_url {url!r}: {host} is {address}, not a public address; a tenant's "
+                "model cannot point into roost's network"
+            )
 
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, summary="Remove a model")
