@@ -55,3 +55,17 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, *, every: fl
 def alive(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie nobody reaped yet counts as dead)."""
     return pid_alive(pid)
+
+
+def ok(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
+    """The error a failed command printed: exit 1, one line on stderr, no traceback."""
+    assert proc.returncode == 1, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    return lines[0]

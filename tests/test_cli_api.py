@@ -22,7 +22,7 @@ import pytest
 
 from agent_helpers import make_agent
 from api_helpers import CHATTY, TOKEN, Api, api_server, deploy
-from cli_helpers import ROOT, cli_env, run_cli
+from cli_helpers import ROOT, cli_env, ok, one_line_error, run_cli
 from roost.config import ClientSettings, ConfigError, load_client_settings
 from roost.platform import HttpPlatform
 from roost.platform._http import ServerSentEvent, SseDecoder, error_from_response
@@ -52,20 +52,6 @@ def client_env(api: Api, home: Path, token: str = TOKEN, **extra: str) -> dict[s
 async def roost(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """``roost ARGS`` in a subprocess, in a thread: the server in this loop keeps serving."""
     return await asyncio.to_thread(run_cli, env, *args, timeout=90)
-
-
-def ok(proc: subprocess.CompletedProcess[str]) -> str:
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout
-
-
-def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
-    """The error a failed command printed: exit 1, one line on stderr, no traceback."""
-    assert proc.returncode == 1, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    return lines[0]
 
 
 # --- the CLI ----------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from api_helpers import TOKEN, Api, api_server
-from cli_helpers import ROOT, cli_env
+from cli_helpers import ROOT, cli_env, ok, one_line_error
 from roost.auth import is_well_formed, mint_token
 
 pytestmark = pytest.mark.e2e
@@ -52,20 +52,6 @@ async def roost(
         text=True,
         timeout=90,
     )
-
-
-def ok(proc: subprocess.CompletedProcess[str]) -> str:
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout
-
-
-def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
-    """The error a failed command printed: exit 1, one line on stderr, no traceback."""
-    assert proc.returncode == 1, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    return lines[0]
 
 
 def mode(path: Path) -> int:

@@ -188,18 +188,21 @@ async def create_token(state: ServerStateDep, caller: Caller, body: TokenCreate)
     beyond = sorted(s for s in set(body.scopes) if not caller.allows(s))
     if beyond:  # a token cannot mint a stronger one
         raise ApiError(403, f"this token cannot grant scopes it lacks: {', '.join(beyond)}")
+    return await _issue(state, caller, caller.id, body)
+
+
+async def _issue(
+    state: ServerState, caller: Principal, user_id: str, body: TokenCreate
+) -> NewToken:
+    """Make ``user_id`` a token as ``body`` says, audited as ``caller``'s doing."""
     try:
         token, record = await state.auth.issue(
-            caller.id, body.name, scopes=body.scopes, ttl_s=body.expires_in_days * 86400
+            user_id, body.name, scopes=body.scopes, ttl_s=body.expires_in_days * 86400
         )
     except ScopeError as exc:
         raise InvalidRequestError(str(exc)) from None
-    await state.audit(
-        caller,
-        "token.create",
-        record.id,
-        scopes=list(record.scopes),
-    )
+    owner = {} if user_id == caller.id else {"owner": user_id}
+    await state.audit(caller, "token.create", record.id, scopes=list(record.scopes), **owner)
     return NewToken(token=token, **TokenOut.of(record).model_dump())
 
 
@@ -270,20 +273,7 @@ async def create_user_token(
     body: TokenCreate,
 ) -> NewToken:
     await _managed_user(state, caller, user_id)
-    try:
-        token, record = await state.auth.issue(
-            user_id, body.name, scopes=body.scopes, ttl_s=body.expires_in_days * 86400
-        )
-    except ScopeError as exc:
-        raise InvalidRequestError(str(exc)) from None
-    await state.audit(
-        caller,
-        "token.create",
-        record.id,
-        owner=user_id,
-        scopes=list(record.scopes),
-    )
-    return NewToken(token=token, **TokenOut.of(record).model_dump())
+    return await _issue(state, caller, user_id, body)
 
 
 @router.delete(
