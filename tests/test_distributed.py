@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -22,8 +23,11 @@ import pytest
 from agent_helpers import make_agent as make_relay
 from cli_helpers import cli_env, run_cli, wait_until
 from fakes import FakeLLMServer
-from roost.config import GRPC_PORTS, WORKER_ROLES
+from roost.auth import write_grant_keys
+from roost.bus import BUS_USERS, nats_authorization
+from roost.config import GRPC_PORTS, WORKER_ROLES, RpcSecurityConfig
 from roost.devservers import NatsServer, PostgresServer, free_port
+from roost.rpc import write_cluster_credentials
 
 pytestmark = [pytest.mark.nats, pytest.mark.temporal, pytest.mark.postgres, pytest.mark.e2e]
 
@@ -116,37 +120,102 @@ class Node:
             return self.proc.wait(10)
 
 
+def _toml(values: dict[str, Any]) -> str:
+    # a JSON string or boolean is a TOML one
+    return "".join(
+        f"{k} = {json.dumps(v if isinstance(v, bool) else str(v))}\n" for k, v in values.items()
+    )
+
+
+@dataclass
+class Security:
+    """A deployment's trust, as an operator makes it: gRPC CA, certificates and node
+    credentials, the run-grant key pair, and a NATS user per role."""
+
+    pki: Path
+    grpc: dict[str, RpcSecurityConfig]
+    grant_key: Path
+    grant_public_key: Path
+    passwords: dict[str, str]
+
+    @classmethod
+    def make(cls, pki: Path) -> Security:
+        grpc = write_cluster_credentials(pki, ["control", "gpu-1", "cli"])
+        private, public = write_grant_keys(pki)
+        bus = pki / "bus"
+        bus.mkdir()
+        passwords = {user: secrets.token_urlsafe(16) for user in BUS_USERS}
+        for user, password in passwords.items():
+            (bus / f"{user}.password").write_text(password)
+        return cls(pki, grpc, private, public, passwords)
+
+    def nats_config(self) -> Path:
+        conf = self.pki / "nats-auth.conf"
+        conf.write_text(nats_authorization(self.passwords))
+        return conf
+
+    def node_config(self, node: str) -> tuple[str, str]:
+        """A node's ``[bus]`` credentials and its ``[distributed.security]`` table body."""
+        bus = self.pki / "bus"
+        keys = {
+            "user": "roostd",
+            "password_file": bus / "roostd.password",
+            "credentials_dir": bus,
+            "grant_key_file": self.grant_key,
+            "grant_public_key_file": self.grant_public_key,
+        }
+        return _toml(keys), _toml(self.grpc[node].model_dump(exclude_defaults=True))
+
+    def client_env(self) -> dict[str, str]:
+        cli = self.grpc["cli"].model_dump(exclude_defaults=True)
+        cli.pop("cluster_key_file")
+        return {
+            f"ROOST_CLIENT__SECURITY__{key.upper()}": "true" if v is True else str(v)
+            for key, v in cli.items()
+        }
+
+
 @contextlib.contextmanager
 def make_cluster(
-    tmp_path: Path, nats_url: str, temporal_env: dict[str, str], postgres: PostgresServer
+    tmp_path: Path,
+    nats_url: str,
+    temporal_env: dict[str, str],
+    postgres: PostgresServer,
+    security: Security | None = None,
 ) -> Iterator[tuple[Node, Node, dict[str, str]]]:
     """A control node (every role but inference, on Postgres) and an inference-only node
-    (no database), not started; and the CLI environment that talks to them."""
+    (no database), not started; and the CLI environment that talks to them. With
+    ``security``, every surface is secured: gRPC mTLS and node credentials, NATS users,
+    run grants."""
     database = postgres.create_database()
     ports = {role: free_port() for role in GRPC_PORTS}
     addresses = "".join(f'{role} = "127.0.0.1:{port}"\n' for role, port in ports.items())
-    common = (
-        f'[bus]\nbackend = "nats"\nurl = "{nats_url}"\n'
-        f'[workflows]\ntemporal_address = "{temporal_env["ROOST_WORKFLOWS__TEMPORAL_ADDRESS"]}"\n'
-        f'task_queue = "{temporal_env["ROOST_WORKFLOWS__TASK_QUEUE"]}"\n'
-        "[distributed]\nheartbeat_s = 0.5\nworker_ttl_s = 3\nrestart_backoff_s = 0.2\n"
-        "start_timeout_s = 90\nconnect_timeout_s = 5\n" + addresses
-    )
+
+    def common(node: str) -> str:
+        bus, table = security.node_config(node) if security else ("", "")
+        return (
+            f'[bus]\nbackend = "nats"\nurl = "{nats_url}"\n{bus}'
+            f'[workflows]\ntemporal_address = "{temporal_env["ROOST_WORKFLOWS__TEMPORAL_ADDRESS"]}"\n'
+            f'task_queue = "{temporal_env["ROOST_WORKFLOWS__TASK_QUEUE"]}"\n'
+            + (f"[distributed.security]\n{table}" if table else "")
+            + "[distributed]\nheartbeat_s = 0.5\nworker_ttl_s = 3\nrestart_backoff_s = 0.2\n"
+            "start_timeout_s = 90\nconnect_timeout_s = 5\n" + addresses + f'node = "{node}"\n'
+        )
+
     control = Node(
         "control",
         tmp_path / "control",
         {"registry": 1, "state": 1, "secret": 1, "catalog": 1, "harness": 1, "agent": 1}
         | {"kv": 1, "vec": 1},
-        f'[state]\nbackend = "postgres"\nurl = "{database}"\n' + common + 'node = "control"\n',
+        f'[state]\nbackend = "postgres"\nurl = "{database}"\n' + common("control"),
     )
     # no [state] here: the inference node never opens the database
     # two workers of the OpenAI-compatible engine only
-    inference = Node(
-        "inference", tmp_path / "gpu", {"inference": {"openai": 2}}, common + 'node = "gpu-1"\n'
-    )
+    inference = Node("inference", tmp_path / "gpu", {"inference": {"openai": 2}}, common("gpu-1"))
     client = cli_env(
         tmp_path / "client",
         **{f"ROOST_CLIENT__{role.upper()}": f"127.0.0.1:{port}" for role, port in ports.items()},
+        **(security.client_env() if security else {}),
     )
     try:
         yield control, inference, client
@@ -167,10 +236,25 @@ def cluster(
         yield nodes
 
 
+@pytest.fixture
+def secured_cluster(
+    tmp_path: Path, temporal_env: dict[str, str], postgres_server: PostgresServer
+) -> Iterator[tuple[Node, Node, dict[str, str]]]:
+    """The same two nodes with everything secured, on a NATS of their own that has users."""
+    security = Security.make(tmp_path / "pki")
+    with (
+        NatsServer(extra_args=["-c", str(security.nats_config())]) as nats,
+        make_cluster(tmp_path, nats.url, temporal_env, postgres_server, security) as nodes,
+    ):
+        yield nodes
+
+
 def test_an_agent_runs_across_two_nodes_as_it_does_locally(
-    cluster: tuple[Node, Node, dict[str, str]], tmp_path: Path
+    secured_cluster: tuple[Node, Node, dict[str, str]], tmp_path: Path
 ) -> None:
-    control, inference, client = cluster
+    """With auth on everywhere (gRPC mTLS and node credentials, a NATS user per role, run
+    grants): the deployment works exactly as it does open."""
+    control, inference, client = secured_cluster
     folder = make_agent(tmp_path / "src")
     with FakeLLMServer() as llm:
         control.start()
@@ -227,6 +311,10 @@ def test_an_agent_runs_across_two_nodes_as_it_does_locally(
 
         sessions = run_cli(client, "session", "list")
         assert "relay" in sessions.stdout, sessions.stderr
+        # and it was secured: without the CLI's credentials the same command is refused
+        plain = {k: v for k, v in client.items() if "__SECURITY__" not in k}
+        refused = run_cli(plain, "session", "list")
+        assert refused.returncode == 1 and "state at 127.0.0.1" in refused.stderr, refused
 
         # the same agent in local mode (one process, its own embedded services)
         local = cli_env(tmp_path / "local", ROOST_WORKFLOWS__ENGINE="inprocess")
