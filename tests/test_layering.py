@@ -20,6 +20,8 @@ LAYERS: dict[str, int] = {
     "config": 1, "agents": 1, "wire": 1, "_statefile": 1,
     # tool functions, transports and storage, and the supervisor's process machinery
     "tools": 2, "bus": 2, "stores": 2, "supervisor": 2,
+    # the tools daemon on users' machines: a separate program that shares only the protocol
+    "toolsd": 2,
     # what serves and runs models and calls; what credentials mean (on the principal store)
     "engines": 3, "rpc": 3, "auth": 3,
     "services": 4,
@@ -124,3 +126,11 @@ def test_no_import_cycles_between_the_modules_of_a_package() -> None:
     for name in graph:
         visit(name, [name])
     assert not cycles, "\n".join(" -> ".join(c) for c in sorted(cycles))
+
+
+def test_the_tools_daemon_shares_only_the_protocol() -> None:
+    # it runs on users' machines: it must stay light and know nothing of the platform
+    found = set()
+    for path in (SRC / "toolsd").rglob("*.py"):
+        found |= _imports(path)
+    assert found <= {"protocol", "toolsd"}, sorted(found - {"protocol", "toolsd"})

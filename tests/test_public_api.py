@@ -35,7 +35,7 @@ PROTOCOL = [
     "ProtocolError", "RequestMessage", "ResponseMessage", "RoostError", "ServiceName",
     "ServiceTimeoutError", "ServiceUnavailableError", "ToolCall", "ToolRequest", "ToolResult",
     "ToolSpec", "TraceContext", "UpstreamError", "Usage", "VecDelete", "VecResult", "VecSearch",
-    "VecUpsert", "VectorHit", "VectorItem", "decode", "dumps", "encode", "from_body", "loads",
+    "VecUpsert", "VectorHit", "VectorItem", "daemon", "decode", "dumps", "encode", "from_body", "loads",
     "new_id", "now", "subjects", "tenants", "to_body",
 ]  # fmt: skip
 

@@ -47,6 +47,7 @@ def request(agent: str = "victim", session: str = "s1", **body: Any) -> RequestM
         agent=agent,
         session=session,
         branch="main",
+        owner="alice",
         timeout_s=5.0,
     )
 
@@ -61,6 +62,7 @@ def test_a_grant_covers_exactly_its_agent_session_and_branch() -> None:
         "another agent": msgspec.structs.replace(stamped, agent="other"),
         "another session": msgspec.structs.replace(stamped, session="s2"),
         "another branch": msgspec.structs.replace(stamped, branch="alt"),
+        "another owner": msgspec.structs.replace(stamped, owner="mallory"),
         "another key": GrantSigner(Ed25519PrivateKey.generate()).stamp(request()),
         "garbage": msgspec.structs.replace(stamped, grant="g1.bm9wZQ.bm9wZQ"),
         "a changed payload": msgspec.structs.replace(

@@ -5,18 +5,19 @@ Services scope everything by the request's ``agent``, ``session`` and ``branch``
 vector namespaces, a tenant's models, the caller of ``call_agent``). Without a grant, any
 bus client could write those fields by hand and read another agent's or tenant's data.
 With grants configured, the runtime that executes a run, which alone knows whose run it
-is, signs ``(agent, session, branch, expiry)`` with the deployment's Ed25519 grant key; a
+is, signs ``(agent, session, branch, owner, expiry)`` with the deployment's Ed25519 grant key; a
 service holding only the public key verifies it and refuses a request whose grant is
-missing, forged, expired, or names another agent, session or branch.
+missing, forged, expired, or names another agent, session, branch or owner (the user
+whose tools daemon the run's daemon tools reach).
 
 A grant covers one run's identity, not one request: it is signed once per
-``(agent, session, branch)`` and reused for ``GRANT_TTL_S``, and a service verifies each
+``(agent, session, branch, owner)`` and reused for ``GRANT_TTL_S``, and a service verifies each
 grant once and remembers it, so the steady cost is a dictionary lookup on each side. The
 price: a grant copied off the bus (which takes a subscription to a service subject, which
 NATS permissions keep to service workers) works for the rest of its life, for that agent,
-session and branch only.
+session, branch and owner only.
 
-Format: ``g1.<base64url(JSON [agent, session, branch, expires_at])>.<base64url(signature)>``.
+Format: ``g2.<base64url(JSON [agent, session, branch, owner, expires_at])>.<base64url(signature)>``.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ from roost.stores import LruCache
 
 #: How long one grant is valid; a signer makes a new one when less than a tenth is left.
 GRANT_TTL_S = 3600.0
-_VERSION = "g1"
-_Claims = tuple[str, str, str, float]
+_VERSION = "g2"
+_Claims = tuple[str, str, str, str, float]
 
 
 def _b64(data: bytes) -> str:
@@ -60,25 +61,25 @@ class GrantSigner:
     def __init__(self, key: Ed25519PrivateKey, *, ttl_s: float = GRANT_TTL_S) -> None:
         self._key = key
         self.ttl_s = ttl_s
-        self._grants: LruCache[tuple[str, str, str], tuple[str, float]] = LruCache(4096)
+        self._grants: LruCache[tuple[str, str, str, str], tuple[str, float]] = LruCache(4096)
 
-    def grant(self, agent: str, session: str, branch: str) -> str:
-        """A grant for ``(agent, session, branch)``: a cached one, or a fresh one."""
-        scope = (agent, session, branch)
+    def grant(self, agent: str, session: str, branch: str, owner: str = "") -> str:
+        """A grant for ``(agent, session, branch, owner)``: a cached one, or a fresh one."""
+        scope = (agent, session, branch, owner)
         now = time.time()
         cached = self._grants.get(scope)
         if cached is not None and cached[1] - now > self.ttl_s / 10:
             return cached[0]
         expires = now + self.ttl_s
-        payload = _b64(msgspec.json.encode([agent, session, branch, expires]))
+        payload = _b64(msgspec.json.encode([agent, session, branch, owner, expires]))
         signed = f"{_VERSION}.{payload}"
         grant = f"{signed}.{_b64(self._key.sign(signed.encode()))}"
         self._grants.put(scope, (grant, expires))
         return grant
 
     def stamp(self, request: RequestMessage) -> RequestMessage:
-        """``request`` with the grant of its agent, session and branch."""
-        grant = self.grant(request.agent, request.session, request.branch)
+        """``request`` with the grant of its agent, session, branch and owner."""
+        grant = self.grant(request.agent, request.session, request.branch, request.owner)
         return msgspec.structs.replace(request, grant=grant)
 
 
@@ -96,13 +97,14 @@ class GrantVerifier:
                 f"{request.service}.{request.op}: the request carries no run grant (requests "
                 "come from a run's runtime, which signs them)"
             )
-        agent, session, branch, expires = self._claims(request.grant)
+        agent, session, branch, owner, expires = self._claims(request.grant)
         if expires < time.time():
             raise GrantError(f"{request.service}.{request.op}: the run grant has expired")
-        if (agent, session, branch) != (request.agent, request.session, request.branch):
+        claimed = (request.agent, request.session, request.branch, request.owner)
+        if (agent, session, branch, owner) != claimed:
             raise GrantError(
-                f"{request.service}.{request.op}: the run grant is for another agent, session "
-                "or branch than the request names"
+                f"{request.service}.{request.op}: the run grant is for another agent, session, "
+                "branch or owner than the request names"
             )
 
     def _claims(self, grant: str) -> _Claims:
@@ -115,8 +117,8 @@ class GrantVerifier:
             if version != _VERSION:
                 raise ValueError(f"version {version!r}")
             self._key.verify(_unb64(signature), f"{version}.{payload}".encode())
-            agent, session, branch, expires = msgspec.json.decode(_unb64(payload))
-            claims: _Claims = (str(agent), str(session), str(branch), float(expires))
+            agent, session, branch, owner, expires = msgspec.json.decode(_unb64(payload))
+            claims: _Claims = (str(agent), str(session), str(branch), str(owner), float(expires))
         except (InvalidSignature, ValueError, TypeError, msgspec.DecodeError):
             raise GrantError("the request's run grant does not verify") from None
         self._verified.put(grant, claims)

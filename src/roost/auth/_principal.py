@@ -60,6 +60,12 @@ class Principal:
             return bool(self.scopes - {"daemon"})
         return scope in self.scopes
 
+    def can_grant(self, scope: str) -> bool:
+        """Whether a token this caller makes may carry ``scope``: only scopes it has,
+        except ``daemon`` (connecting one's own tools daemon), which is narrower than the
+        ``tokens:write`` that makes tokens at all."""
+        return self.allows(scope) or (scope == "daemon" and self.allows("tokens:write"))
+
     @property
     def is_admin(self) -> bool:
         return self.role == "admin" and "admin" in self.scopes

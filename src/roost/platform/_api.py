@@ -120,12 +120,15 @@ class PlatformAPI(Protocol):
         timeout_s: float | None = None,
         on_event: EventCallback | None = None,
         run_id: str | None = None,
+        owner: str = "",
     ) -> RunResult:
         """Run ``agent`` on ``input`` and wait for its result.
 
         ``session`` continues a session (name or id; a new one when None) on ``branch``
         (its main branch when None); ``on_event`` gets the run's events live; ``run_id``
-        names the run (so a client can steer it while it runs)."""
+        names the run (so a client can steer it while it runs); ``owner`` is the user whose
+        run it is (an API server passes the caller): its daemon tools reach that user's
+        tools daemon."""
         ...
 
     async def start(
@@ -137,6 +140,7 @@ class PlatformAPI(Protocol):
         branch: str | None = None,
         timeout_s: float | None = None,
         run_id: str | None = None,
+        owner: str = "",
     ) -> RunStarted:
         """Start a run of ``agent`` on ``input`` and return at once: its session, branch and
         id, to follow it with :meth:`RunControl.wait`. Arguments as for :meth:`run`; a

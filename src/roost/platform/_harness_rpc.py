@@ -135,6 +135,7 @@ class HarnessServicer(ServicerBase, harness_pb2_grpc.HarnessServicer):
                 timeout_s=opt(request, "timeout_s"),
                 run_id=opt(request, "run_id"),
                 on_event=on_event,
+                owner=request.owner,
             ),
         ):
             yield update
@@ -148,6 +149,7 @@ class HarnessServicer(ServicerBase, harness_pb2_grpc.HarnessServicer):
             branch=opt(request, "branch"),
             timeout_s=opt(request, "timeout_s"),
             run_id=opt(request, "run_id"),
+            owner=request.owner,
         )
         return pb.RunStarted(
             session=session_to_pb(started.session), branch=started.branch, run_id=started.run_id
@@ -291,6 +293,7 @@ class RemoteHarness(RpcClient):
         timeout_s: float | None = None,
         on_event: EventCallback | None = None,
         run_id: str | None = None,
+        owner: str = "",
     ) -> RunResult:
         request = pb.RunRequest(
             agent=agent,
@@ -300,6 +303,7 @@ class RemoteHarness(RpcClient):
             timeout_s=timeout_s,
             run_id=run_id,
             events=on_event is not None,
+            owner=owner,
         )
         # no deadline shorter than the run itself: the server's run timeout ends it
         deadline = (timeout_s or 24 * 3600.0) + _STREAM_SLACK_S
@@ -314,6 +318,7 @@ class RemoteHarness(RpcClient):
         branch: str | None = None,
         timeout_s: float | None = None,
         run_id: str | None = None,
+        owner: str = "",
     ) -> RunStarted:
         request = pb.RunRequest(
             agent=agent,
@@ -322,6 +327,7 @@ class RemoteHarness(RpcClient):
             branch=branch,
             timeout_s=timeout_s,
             run_id=run_id,
+            owner=owner,
         )
         reply = await self.call("Start", request, pb.RunStarted)
         return RunStarted(

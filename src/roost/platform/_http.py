@@ -643,9 +643,11 @@ class HttpPlatform:
         timeout_s: float | None = None,
         on_event: EventCallback | None = None,
         run_id: str | None = None,
+        owner: str = "",
     ) -> RunResult:
         """Start the run, then follow its event stream to the end (the server's run
-        timeout ends a run that takes too long)."""
+        timeout ends a run that takes too long). ``owner`` is ignored: the server makes the
+        token's user the owner."""
         started = await self.start(
             agent, input, session=session, branch=branch, timeout_s=timeout_s, run_id=run_id
         )
@@ -663,6 +665,7 @@ class HttpPlatform:
         branch: str | None = None,
         timeout_s: float | None = None,
         run_id: str | None = None,
+        owner: str = "",
     ) -> RunStarted:
         body = {
             "agent": agent,

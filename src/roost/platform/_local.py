@@ -375,6 +375,7 @@ class Platform:
         timeout_s: float | None = None,
         on_event: EventCallback | None = None,
         run_id: str | None = None,
+        owner: str = "",
     ) -> RunResult:
         """Run a deployed agent (see :meth:`roost.runtime.Harness.run`)."""
         version = await self._runnable(agent, session, branch)
@@ -387,6 +388,7 @@ class Platform:
             on_event=on_event,
             run_id=run_id,
             agent_version=version,
+            owner=owner,
         )
 
     async def start(
@@ -398,6 +400,7 @@ class Platform:
         branch: str | None = None,
         timeout_s: float | None = None,
         run_id: str | None = None,
+        owner: str = "",
     ) -> RunStarted:
         """Start a run of a deployed agent and return at once (see
         :meth:`roost.runtime.Harness.start`)."""
@@ -410,6 +413,7 @@ class Platform:
             timeout_s=timeout_s,
             run_id=run_id,
             agent_version=version,
+            owner=owner,
         )
         return RunStarted(session=sess, branch=invocation.branch, run_id=invocation.id)
 
@@ -437,6 +441,7 @@ class Platform:
             # one call, one run: a retried call (durable runs) finds the run it started
             # in the caller's tenant, as the called agent is (roost.services.agents)
             run_id=tenants.qualify(tenants.tenant_of(request.agent), f"{request.id}.call"),
+            owner=request.owner,  # the called agent's daemon tools reach the same user
         )
         return result.complete
 

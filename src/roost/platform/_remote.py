@@ -128,6 +128,7 @@ class RemotePlatform:
         timeout_s: float | None = None,
         on_event: EventCallback | None = None,
         run_id: str | None = None,
+        owner: str = "",
     ) -> RunResult:
         return await self.harness.run(
             agent,
@@ -137,6 +138,7 @@ class RemotePlatform:
             timeout_s=timeout_s,
             on_event=on_event,
             run_id=run_id,
+            owner=owner,
         )
 
     async def start(
@@ -148,10 +150,12 @@ class RemotePlatform:
         branch: str | None = None,
         timeout_s: float | None = None,
         run_id: str | None = None,
+        owner: str = "",
     ) -> RunStarted:
         return await self.harness.start(
-            agent, input, session=session, branch=branch, timeout_s=timeout_s, run_id=run_id
-        )
+            agent, input, session=session, branch=branch, timeout_s=timeout_s, run_id=run_id,
+            owner=owner,
+        )  # fmt: skip
 
     # --- sessions ----------------------------------------------------------------------
 

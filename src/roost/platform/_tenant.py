@@ -245,10 +245,12 @@ class TenantPlatform:
     """``inner`` as tenant ``tenant`` sees it (a :class:`~roost.platform.PlatformAPI`).
 
     ``inner`` is a platform over its own stores (the API server's), which can deploy into a
-    tenant (``deploy_bundle(tenant=...)``)."""
+    tenant (``deploy_bundle(tenant=...)``). ``owner`` is the user this view acts for: the
+    owner of every run it starts, whatever a caller passes."""
 
-    def __init__(self, inner: PlatformAPI, tenant: str) -> None:
+    def __init__(self, inner: PlatformAPI, tenant: str, owner: str = "") -> None:
         self._inner = inner
+        self._owner = owner
         self._names = _Names(tenant)
         self._sessions = TenantSessions(inner, self._names)
         self._runs = TenantRuns(inner.harness, self._names, self._sessions)
@@ -331,11 +333,12 @@ class TenantPlatform:
         timeout_s: float | None = None,
         on_event: EventCallback | None = None,
         run_id: str | None = None,
+        owner: str = "",
     ) -> RunResult:
         stored_agent, stored_session, stored_run = await self._run_args(agent, session, run_id)
         result = await self._inner.run(
             stored_agent, input, session=stored_session, branch=branch, timeout_s=timeout_s,
-            on_event=self._names.relay(on_event), run_id=stored_run,
+            on_event=self._names.relay(on_event), run_id=stored_run, owner=self._owner or owner,
         )  # fmt: skip
         return dataclasses.replace(
             result,
@@ -352,11 +355,12 @@ class TenantPlatform:
         branch: str | None = None,
         timeout_s: float | None = None,
         run_id: str | None = None,
+        owner: str = "",
     ) -> RunStarted:
         stored_agent, stored_session, stored_run = await self._run_args(agent, session, run_id)
         started = await self._inner.start(
             stored_agent, input, session=stored_session, branch=branch, timeout_s=timeout_s,
-            run_id=stored_run,
+            run_id=stored_run, owner=self._owner or owner,
         )  # fmt: skip
         return dataclasses.replace(
             started,

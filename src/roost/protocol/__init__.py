@@ -4,6 +4,7 @@ Everything in roost talks through these types; the bus, services, runtime and st
 on this package and never the other way round.
 """
 
+from roost.protocol import _daemon as daemon
 from roost.protocol import _subjects as subjects
 from roost.protocol import _tenants as tenants
 from roost.protocol._codec import decode, dumps, encode, from_body, loads, to_body
@@ -131,6 +132,7 @@ __all__ = [
     "VecUpsert",
     "VectorHit",
     "VectorItem",
+    "daemon",
     "decode",
     "dumps",
     "encode",

@@ -71,6 +71,9 @@ class InvokeMessage(Message, tag="invoke", frozen=True):
     input: Any = None
     timeout_s: float = 300.0
     caller: str = ""  # the calling agent, for agent-to-agent calls
+    owner: str = ""
+    """The user whose run this is (the API server sets it from the authenticated caller;
+    empty for a local run): daemon tools go to this user's tools daemon."""
     metadata: dict[str, Any] = {}
 
 
@@ -85,6 +88,8 @@ class RequestMessage(Message, tag="request", frozen=True):
     """The deployed version of ``agent`` the run uses (0: the latest), so services that
     depend on the agent's files (tools) serve the version the run started with."""
     timeout_s: float = 30.0
+    owner: str = ""
+    """The run's owner (:attr:`InvokeMessage.owner`), covered by the grant."""
     grant: str = ""
     """The run grant the runtime stamped: proof that ``agent``, ``session`` and ``branch``
     are the run's own (:mod:`roost.auth`); checked by services when grants are on."""

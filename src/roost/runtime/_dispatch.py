@@ -190,6 +190,7 @@ class BusDispatcher:
             agent=inv.agent,
             agent_version=self.agent_version,
             timeout_s=timeout,
+            owner=inv.owner,
         )
         body = await dispatch_request(self.bus, self.recorder, request, self.router, self.signer)
         usage = body.get("usage")

@@ -92,6 +92,7 @@ class Harness:
         trace: TraceContext | None = None,
         run_id: str | None = None,
         agent_version: int = 0,
+        owner: str = "",
     ) -> tuple[Session, InvokeMessage]:
         """Start a run of ``agent`` on ``input`` and return at once (its session and
         invocation; the invocation id is the run id).
@@ -99,12 +100,14 @@ class Harness:
         ``session`` (id or name) continues a session, else a new one is created; ``branch``
         defaults to the session's main branch. ``run_id`` makes the start idempotent: a run
         with that id that already exists is not started again. ``agent_version`` pins the
-        deployed version to run (0: the latest when the run begins).
+        deployed version to run (0: the latest when the run begins); ``owner`` is the user
+        whose run it is (whose tools daemon its daemon tools reach).
         """
         sess, known = await self._session_for(agent, session, run_id)
         invocation = await self._start_in(
-            sess, known, agent, input, branch, timeout_s, metadata, trace, run_id, agent_version
-        )
+            sess, known, agent, input, branch, timeout_s, metadata, trace, run_id, agent_version,
+            owner,
+        )  # fmt: skip
         return sess, invocation
 
     async def _start_in(
@@ -119,6 +122,7 @@ class Harness:
         trace: TraceContext | None,
         run_id: str | None,
         agent_version: int,
+        owner: str = "",
     ) -> InvokeMessage:
         if known is not None:
             return InvokeMessage(
@@ -129,6 +133,7 @@ class Harness:
             branch=branch or sess.main_branch,
             agent=agent,
             agent_version=agent_version,
+            owner=owner,
             input=input,
             timeout_s=timeout_s or self.run_timeout_s,
             metadata=metadata or {},
@@ -163,6 +168,7 @@ class Harness:
         trace: TraceContext | None = None,
         run_id: str | None = None,
         agent_version: int = 0,
+        owner: str = "",
     ) -> RunResult:
         """Run ``agent`` on ``input`` to completion (see :meth:`start`). ``on_event``
         receives the run's live events (progress, steps, questions, tokens)."""
@@ -170,8 +176,9 @@ class Harness:
         sess, known = await self._session_for(agent, session, run_id)
         async with self._events(sess.id, run_id or "", on_event):
             invocation = await self._start_in(
-                sess, known, agent, input, branch, timeout_s, metadata, trace, run_id, agent_version
-            )
+                sess, known, agent, input, branch, timeout_s, metadata, trace, run_id,
+                agent_version, owner,
+            )  # fmt: skip
             # the run enforces its own timeout; this wait only guards against a lost run
             complete = await self.executor.wait(invocation.id, invocation.timeout_s + 60)
         return RunResult(session=sess, branch=invocation.branch, complete=complete)

@@ -71,7 +71,7 @@ def platform(
     """The platform as the caller's tenant sees it: every route reads and writes through
     this view, so no route can reach another tenant's agents, sessions, runs, models or
     secrets (:class:`~roost.platform.TenantPlatform`)."""
-    return TenantPlatform(state.platform, caller.tenant)
+    return TenantPlatform(state.platform, caller.tenant, caller.id)
 
 
 def needs(area: str) -> Callable[[Request, Principal], None]:

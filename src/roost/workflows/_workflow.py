@@ -146,6 +146,7 @@ class WorkflowDispatcher:
             agent=self.invocation.agent,
             agent_version=self.agent_version,
             timeout_s=timeout,
+            owner=self.invocation.owner,
         )
         arg = msgspec.to_builtins(request)
         limit = timedelta(seconds=timeout + 5)

@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from roost.rpc._gen import common_pb2 as roost_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16roost/v1/harness.proto\x12\x08roost.v1\x1a\x15roost/v1/common.proto\"/\n\rDeployRequest\x12\x0e\n\x06\x62undle\x18\x01 \x01(\x0c\x12\x0e\n\x06source\x18\x02 \x01(\t\"-\n\x0b\x44\x65ployReply\x12\x1e\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x0f.roost.v1.Agent\")\n\x19HarnessDeleteAgentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x19\n\x17HarnessDeleteAgentReply\"\xc7\x01\n\nRunRequest\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x12\n\ninput_json\x18\x02 \x01(\x0c\x12\x14\n\x07session\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x13\n\x06\x62ranch\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x16\n\ttimeout_s\x18\x05 \x01(\x01H\x02\x88\x01\x01\x12\x13\n\x06run_id\x18\x06 \x01(\tH\x03\x88\x01\x01\x12\x0e\n\x06\x65vents\x18\x07 \x01(\x08\x42\n\n\x08_sessionB\t\n\x07_branchB\x0c\n\n_timeout_sB\t\n\x07_run_id\"S\n\x0bWaitRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x16\n\ttimeout_s\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x0e\n\x06\x65vents\x18\x03 \x01(\x08\x42\x0c\n\n_timeout_s\"N\n\tRunUpdate\x12\x14\n\nevent_json\x18\x01 \x01(\x0cH\x00\x12!\n\x04\x64one\x18\x02 \x01(\x0b\x32\x11.roost.v1.RunDoneH\x00\x42\x08\n\x06update\"T\n\x07RunDone\x12\"\n\x07session\x18\x01 \x01(\x0b\x32\x11.roost.v1.Session\x12\x0e\n\x06\x62ranch\x18\x02 \x01(\t\x12\x15\n\rcomplete_json\x18\x03 \x01(\x0c\"P\n\nRunStarted\x12\"\n\x07session\x18\x01 \x01(\x0b\x32\x11.roost.v1.Session\x12\x0e\n\x06\x62ranch\x18\x02 \x01(\t\x12\x0e\n\x06run_id\x18\x03 \x01(\t\"\x18\n\x06RunRef\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"-\n\rAnswerRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"\x08\n\x06RunAck\"\xa1\x01\n\x07RunInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\x0f\n\x07session\x18\x03 \x01(\t\x12\x0e\n\x06\x62ranch\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x12\n\nstarted_at\x18\x06 \x01(\x01\x12\x16\n\tclosed_at\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x08question\x18\x08 \x01(\tB\x0c\n\n_closed_at\" \n\x0fListRunsRequest\x12\r\n\x05limit\x18\x01 \x01(\x03\"*\n\x07RunList\x12\x1f\n\x04runs\x18\x01 \x03(\x0b\x32\x11.roost.v1.RunInfo\"X\n\x12HarnessForkRequest\x12\x0f\n\x07session\x18\x01 \x01(\t\x12\x11\n\tfrom_node\x18\x02 \x01(\t\x12\x13\n\x06\x62ranch\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\t\n\x07_branch\"6\n\x12HarnessBranchReply\x12 \n\x06\x62ranch\x18\x01 \x01(\x0b\x32\x10.roost.v1.Branch\"8\n\x15HarnessPromoteRequest\x12\x0f\n\x07session\x18\x01 \x01(\t\x12\x0e\n\x06\x62ranch\x18\x02 \x01(\t\"\x15\n\x13HarnessPromoteReply2\xc8\x05\n\x07Harness\x12\x32\n\x04Ping\x12\x15.roost.v1.PingRequest\x1a\x13.roost.v1.PingReply\x12\x38\n\x06\x44\x65ploy\x12\x17.roost.v1.DeployRequest\x1a\x15.roost.v1.DeployReply\x12U\n\x0b\x44\x65leteAgent\x12#.roost.v1.HarnessDeleteAgentRequest\x1a!.roost.v1.HarnessDeleteAgentReply\x12\x32\n\x03Run\x12\x14.roost.v1.RunRequest\x1a\x13.roost.v1.RunUpdate0\x01\x12\x33\n\x05Start\x12\x14.roost.v1.RunRequest\x1a\x14.roost.v1.RunStarted\x12\x34\n\x04Wait\x12\x15.roost.v1.WaitRequest\x1a\x13.roost.v1.RunUpdate0\x01\x12,\n\x06\x43\x61ncel\x12\x10.roost.v1.RunRef\x1a\x10.roost.v1.RunAck\x12\x33\n\x06\x41nswer\x12\x17.roost.v1.AnswerRequest\x1a\x10.roost.v1.RunAck\x12-\n\x06GetRun\x12\x10.roost.v1.RunRef\x1a\x11.roost.v1.RunInfo\x12\x38\n\x08ListRuns\x12\x19.roost.v1.ListRunsRequest\x1a\x11.roost.v1.RunList\x12\x42\n\x04\x46ork\x12\x1c.roost.v1.HarnessForkRequest\x1a\x1c.roost.v1.HarnessBranchReply\x12I\n\x07Promote\x12\x1f.roost.v1.HarnessPromoteRequest\x1a\x1d.roost.v1.HarnessPromoteReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16roost/v1/harness.proto\x12\x08roost.v1\x1a\x15roost/v1/common.proto\"/\n\rDeployRequest\x12\x0e\n\x06\x62undle\x18\x01 \x01(\x0c\x12\x0e\n\x06source\x18\x02 \x01(\t\"-\n\x0b\x44\x65ployReply\x12\x1e\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x0f.roost.v1.Agent\")\n\x19HarnessDeleteAgentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x19\n\x17HarnessDeleteAgentReply\"\xd6\x01\n\nRunRequest\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x12\n\ninput_json\x18\x02 \x01(\x0c\x12\x14\n\x07session\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x13\n\x06\x62ranch\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x16\n\ttimeout_s\x18\x05 \x01(\x01H\x02\x88\x01\x01\x12\x13\n\x06run_id\x18\x06 \x01(\tH\x03\x88\x01\x01\x12\x0e\n\x06\x65vents\x18\x07 \x01(\x08\x12\r\n\x05owner\x18\x08 \x01(\tB\n\n\x08_sessionB\t\n\x07_branchB\x0c\n\n_timeout_sB\t\n\x07_run_id\"S\n\x0bWaitRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x16\n\ttimeout_s\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x0e\n\x06\x65vents\x18\x03 \x01(\x08\x42\x0c\n\n_timeout_s\"N\n\tRunUpdate\x12\x14\n\nevent_json\x18\x01 \x01(\x0cH\x00\x12!\n\x04\x64one\x18\x02 \x01(\x0b\x32\x11.roost.v1.RunDoneH\x00\x42\x08\n\x06update\"T\n\x07RunDone\x12\"\n\x07session\x18\x01 \x01(\x0b\x32\x11.roost.v1.Session\x12\x0e\n\x06\x62ranch\x18\x02 \x01(\t\x12\x15\n\rcomplete_json\x18\x03 \x01(\x0c\"P\n\nRunStarted\x12\"\n\x07session\x18\x01 \x01(\x0b\x32\x11.roost.v1.Session\x12\x0e\n\x06\x62ranch\x18\x02 \x01(\t\x12\x0e\n\x06run_id\x18\x03 \x01(\t\"\x18\n\x06RunRef\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"-\n\rAnswerRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"\x08\n\x06RunAck\"\xa1\x01\n\x07RunInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\x0f\n\x07session\x18\x03 \x01(\t\x12\x0e\n\x06\x62ranch\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x12\n\nstarted_at\x18\x06 \x01(\x01\x12\x16\n\tclosed_at\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x08question\x18\x08 \x01(\tB\x0c\n\n_closed_at\" \n\x0fListRunsRequest\x12\r\n\x05limit\x18\x01 \x01(\x03\"*\n\x07RunList\x12\x1f\n\x04runs\x18\x01 \x03(\x0b\x32\x11.roost.v1.RunInfo\"X\n\x12HarnessForkRequest\x12\x0f\n\x07session\x18\x01 \x01(\t\x12\x11\n\tfrom_node\x18\x02 \x01(\t\x12\x13\n\x06\x62ranch\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\t\n\x07_branch\"6\n\x12HarnessBranchReply\x12 \n\x06\x62ranch\x18\x01 \x01(\x0b\x32\x10.roost.v1.Branch\"8\n\x15HarnessPromoteRequest\x12\x0f\n\x07session\x18\x01 \x01(\t\x12\x0e\n\x06\x62ranch\x18\x02 \x01(\t\"\x15\n\x13HarnessPromoteReply2\xc8\x05\n\x07Harness\x12\x32\n\x04Ping\x12\x15.roost.v1.PingRequest\x1a\x13.roost.v1.PingReply\x12\x38\n\x06\x44\x65ploy\x12\x17.roost.v1.DeployRequest\x1a\x15.roost.v1.DeployReply\x12U\n\x0b\x44\x65leteAgent\x12#.roost.v1.HarnessDeleteAgentRequest\x1a!.roost.v1.HarnessDeleteAgentReply\x12\x32\n\x03Run\x12\x14.roost.v1.RunRequest\x1a\x13.roost.v1.RunUpdate0\x01\x12\x33\n\x05Start\x12\x14.roost.v1.RunRequest\x1a\x14.roost.v1.RunStarted\x12\x34\n\x04Wait\x12\x15.roost.v1.WaitRequest\x1a\x13.roost.v1.RunUpdate0\x01\x12,\n\x06\x43\x61ncel\x12\x10.roost.v1.RunRef\x1a\x10.roost.v1.RunAck\x12\x33\n\x06\x41nswer\x12\x17.roost.v1.AnswerRequest\x1a\x10.roost.v1.RunAck\x12-\n\x06GetRun\x12\x10.roost.v1.RunRef\x1a\x11.roost.v1.RunInfo\x12\x38\n\x08ListRuns\x12\x19.roost.v1.ListRunsRequest\x1a\x11.roost.v1.RunList\x12\x42\n\x04\x46ork\x12\x1c.roost.v1.HarnessForkRequest\x1a\x1c.roost.v1.HarnessBranchReply\x12I\n\x07Promote\x12\x1f.roost.v1.HarnessPromoteRequest\x1a\x1d.roost.v1.HarnessPromoteReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,35 +42,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HARNESSDELETEAGENTREPLY']._serialized_start=198
   _globals['_HARNESSDELETEAGENTREPLY']._serialized_end=223
   _globals['_RUNREQUEST']._serialized_start=226
-  _globals['_RUNREQUEST']._serialized_end=425
-  _globals['_WAITREQUEST']._serialized_start=427
-  _globals['_WAITREQUEST']._serialized_end=510
-  _globals['_RUNUPDATE']._serialized_start=512
-  _globals['_RUNUPDATE']._serialized_end=590
-  _globals['_RUNDONE']._serialized_start=592
-  _globals['_RUNDONE']._serialized_end=676
-  _globals['_RUNSTARTED']._serialized_start=678
-  _globals['_RUNSTARTED']._serialized_end=758
-  _globals['_RUNREF']._serialized_start=760
-  _globals['_RUNREF']._serialized_end=784
-  _globals['_ANSWERREQUEST']._serialized_start=786
-  _globals['_ANSWERREQUEST']._serialized_end=831
-  _globals['_RUNACK']._serialized_start=833
-  _globals['_RUNACK']._serialized_end=841
-  _globals['_RUNINFO']._serialized_start=844
-  _globals['_RUNINFO']._serialized_end=1005
-  _globals['_LISTRUNSREQUEST']._serialized_start=1007
-  _globals['_LISTRUNSREQUEST']._serialized_end=1039
-  _globals['_RUNLIST']._serialized_start=1041
-  _globals['_RUNLIST']._serialized_end=1083
-  _globals['_HARNESSFORKREQUEST']._serialized_start=1085
-  _globals['_HARNESSFORKREQUEST']._serialized_end=1173
-  _globals['_HARNESSBRANCHREPLY']._serialized_start=1175
-  _globals['_HARNESSBRANCHREPLY']._serialized_end=1229
-  _globals['_HARNESSPROMOTEREQUEST']._serialized_start=1231
-  _globals['_HARNESSPROMOTEREQUEST']._serialized_end=1287
-  _globals['_HARNESSPROMOTEREPLY']._serialized_start=1289
-  _globals['_HARNESSPROMOTEREPLY']._serialized_end=1310
-  _globals['_HARNESS']._serialized_start=1313
-  _globals['_HARNESS']._serialized_end=2025
+  _globals['_RUNREQUEST']._serialized_end=440
+  _globals['_WAITREQUEST']._serialized_start=442
+  _globals['_WAITREQUEST']._serialized_end=525
+  _globals['_RUNUPDATE']._serialized_start=527
+  _globals['_RUNUPDATE']._serialized_end=605
+  _globals['_RUNDONE']._serialized_start=607
+  _globals['_RUNDONE']._serialized_end=691
+  _globals['_RUNSTARTED']._serialized_start=693
+  _globals['_RUNSTARTED']._serialized_end=773
+  _globals['_RUNREF']._serialized_start=775
+  _globals['_RUNREF']._serialized_end=799
+  _globals['_ANSWERREQUEST']._serialized_start=801
+  _globals['_ANSWERREQUEST']._serialized_end=846
+  _globals['_RUNACK']._serialized_start=848
+  _globals['_RUNACK']._serialized_end=856
+  _globals['_RUNINFO']._serialized_start=859
+  _globals['_RUNINFO']._serialized_end=1020
+  _globals['_LISTRUNSREQUEST']._serialized_start=1022
+  _globals['_LISTRUNSREQUEST']._serialized_end=1054
+  _globals['_RUNLIST']._serialized_start=1056
+  _globals['_RUNLIST']._serialized_end=1098
+  _globals['_HARNESSFORKREQUEST']._serialized_start=1100
+  _globals['_HARNESSFORKREQUEST']._serialized_end=1188
+  _globals['_HARNESSBRANCHREPLY']._serialized_start=1190
+  _globals['_HARNESSBRANCHREPLY']._serialized_end=1244
+  _globals['_HARNESSPROMOTEREQUEST']._serialized_start=1246
+  _globals['_HARNESSPROMOTEREQUEST']._serialized_end=1302
+  _globals['_HARNESSPROMOTEREPLY']._serialized_start=1304
+  _globals['_HARNESSPROMOTEREPLY']._serialized_end=1325
+  _globals['_HARNESS']._serialized_start=1328
+  _globals['_HARNESS']._serialized_end=2040
 # @@protoc_insertion_point(module_scope)

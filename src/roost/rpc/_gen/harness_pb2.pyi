@@ -33,7 +33,7 @@ class HarnessDeleteAgentReply(_message.Message):
     def __init__(self) -> None: ...
 
 class RunRequest(_message.Message):
-    __slots__ = ("agent", "input_json", "session", "branch", "timeout_s", "run_id", "events")
+    __slots__ = ("agent", "input_json", "session", "branch", "timeout_s", "run_id", "events", "owner")
     AGENT_FIELD_NUMBER: _ClassVar[int]
     INPUT_JSON_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
@@ -41,6 +41,7 @@ class RunRequest(_message.Message):
     TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
     agent: str
     input_json: bytes
     session: str
@@ -48,7 +49,8 @@ class RunRequest(_message.Message):
     timeout_s: float
     run_id: str
     events: bool
-    def __init__(self, agent: _Optional[str] = ..., input_json: _Optional[bytes] = ..., session: _Optional[str] = ..., branch: _Optional[str] = ..., timeout_s: _Optional[float] = ..., run_id: _Optional[str] = ..., events: _Optional[bool] = ...) -> None: ...
+    owner: str
+    def __init__(self, agent: _Optional[str] = ..., input_json: _Optional[bytes] = ..., session: _Optional[str] = ..., branch: _Optional[str] = ..., timeout_s: _Optional[float] = ..., run_id: _Optional[str] = ..., events: _Optional[bool] = ..., owner: _Optional[str] = ...) -> None: ...
 
 class WaitRequest(_message.Message):
     __slots__ = ("run_id", "timeout_s", "events")

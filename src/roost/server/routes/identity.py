@@ -185,7 +185,7 @@ async def list_tokens(state: ServerStateDep, caller: Caller) -> list[TokenOut]:
 async def create_token(state: ServerStateDep, caller: Caller, body: TokenCreate) -> NewToken:
     if caller is ADMIN:
         raise ApiError(400, "the static admin token is not a user: make one (roost server init)")
-    beyond = sorted(s for s in set(body.scopes) if not caller.allows(s))
+    beyond = sorted(s for s in set(body.scopes) if not caller.can_grant(s))
     if beyond:  # a token cannot mint a stronger one
         raise ApiError(403, f"this token cannot grant scopes it lacks: {', '.join(beyond)}")
     return await _issue(state, caller, caller.id, body)
