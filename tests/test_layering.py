@@ -25,6 +25,8 @@ LAYERS: dict[str, int] = {
     # what serves and runs models and calls; what credentials mean (on the principal store)
     "engines": 3, "rpc": 3, "auth": 3,
     "services": 4,
+    # the gateway users' tools daemons connect to (it reaches the bus and the credentials)
+    "gateway": 4,
     "runtime": 5,
     "workflows": 6, "testing": 6,
     # the platform, and beside it (neither imports the other: production code does not

@@ -153,7 +153,7 @@ class Builtins:
                 _kill_group(process)
         text = output.decode("utf-8", errors="replace")
         if timed_out:
-            text = f"(killed after {timeout:g}s)"
+            text += f"\n(killed after {timeout:g}s)"  # keep what it wrote before
         return {
             "exit_code": code,
             "output": text,

@@ -1,0 +1,297 @@
+"""The gateway's daemon connections: the gRPC stream daemons dial, and the calls made on them.
+
+A gateway is stateful: it holds the streams of the daemons that connected to it, at most one
+per user (a new one replaces the old, which is told why and does not come back). It beats on
+every stream each ``heartbeat_s`` and drops a daemon silent for ``silence_limit_s``. Whoever
+wants a daemon operation calls :meth:`DaemonHub.call`; the NATS bridge is one such caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from roost.protocol import ErrorInfo, ProtocolError
+from roost.protocol import daemon as wire
+
+log = logging.getLogger("roost.gateway")
+
+Authenticate = Callable[[str], Awaitable[str]]
+"""Checks a daemon's bearer token: the user id it belongs to, or raises
+:class:`PermissionError` with the reason (the daemon is told and stops)."""
+
+
+class DaemonOffline(Exception):
+    """No daemon of this user is connected here (or it went away during the call)."""
+
+
+class DaemonConnection:
+    """One connected daemon stream."""
+
+    def __init__(self, user: str, hello: wire.Hello) -> None:
+        self.user = user
+        self.hello = hello
+        self.id = uuid.uuid4().hex
+        self.connected_at = time.time()
+        self.last_seen = time.monotonic()
+        self.outbox: asyncio.Queue[wire.GatewayFrame | None] = asyncio.Queue()
+        self.pending: dict[str, asyncio.Future[wire.Reply]] = {}
+        self.closed = asyncio.Event()
+
+    def send(self, frame: wire.GatewayFrame) -> None:
+        if not self.closed.is_set():
+            self.outbox.put_nowait(frame)
+
+    def close(self, goodbye: wire.Goodbye | None = None) -> None:
+        """End the stream (after ``goodbye``); calls still waiting fail as offline."""
+        if self.closed.is_set():
+            return
+        if goodbye is not None:
+            self.outbox.put_nowait(goodbye)
+        self.outbox.put_nowait(None)
+        self.closed.set()
+        for future in self.pending.values():
+            if not future.done():
+                future.set_exception(DaemonOffline(f"the daemon of {self.user} disconnected"))
+        self.pending.clear()
+
+    async def call(self, call: wire.Call) -> wire.Reply:
+        """Send ``call`` and wait (``call.timeout_s`` plus a margin) for its reply."""
+        future = self.pending.get(call.id)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self.pending[call.id] = future
+            self.send(call)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), call.timeout_s + 5.0)
+        finally:
+            if future.done():
+                self.pending.pop(call.id, None)
+
+    def received(self, frame: wire.DaemonFrame) -> None:
+        self.last_seen = time.monotonic()
+        if isinstance(frame, wire.Reply):
+            future = self.pending.pop(frame.id, None)
+            if future is not None and not future.done():
+                future.set_result(frame)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "connection": self.id,
+            "user": self.user,
+            "daemon_id": self.hello.daemon_id,
+            "hostname": self.hello.hostname,
+            "pid": self.hello.pid,
+            "version": self.hello.version,
+            "connected_at": self.connected_at,
+            "tools": [t.get("name") for t in self.hello.tools],
+        }
+
+
+class DaemonHub:
+    """The daemon streams one gateway holds, and the gRPC handler that accepts them."""
+
+    def __init__(
+        self,
+        authenticate: Authenticate,
+        *,
+        gateway_id: str | None = None,
+        heartbeat_s: float = wire.HEARTBEAT_S,
+        silence_limit_s: float = wire.SILENCE_LIMIT_S,
+    ) -> None:
+        self.authenticate = authenticate
+        self.gateway_id = gateway_id or uuid.uuid4().hex[:12]
+        self.heartbeat_s = heartbeat_s
+        self.silence_limit_s = silence_limit_s
+        self.connections: dict[str, DaemonConnection] = {}
+
+    # --- for callers ------------------------------------------------------------------
+
+    def holder(self, user: str) -> DaemonConnection | None:
+        """The connection of ``user``'s daemon, if it is held here."""
+        connection = self.connections.get(user)
+        return connection if connection is not None and not connection.closed.is_set() else None
+
+    async def call(
+        self, user: str, op: str, body: dict[str, Any], *, timeout_s: float, call_id: str
+    ) -> wire.DaemonReply:
+        """Run ``op`` on ``user``'s daemon; :class:`DaemonOffline` if it is not here."""
+        connection = self.holder(user)
+        if connection is None:
+            raise DaemonOffline(f"no daemon of {user} is connected to gateway {self.gateway_id}")
+        try:
+            reply = await connection.call(
+                wire.Call(id=call_id, op=op, body=body, timeout_s=timeout_s)
+            )
+        except TimeoutError:
+            connection.send(wire.Cancel(id=call_id))
+            return wire.DaemonReply(
+                id=call_id,
+                ok=False,
+                error=ErrorInfo(
+                    code="timeout", message=f"the daemon did not answer {op} in {timeout_s:g}s"
+                ),
+                gateway=self.gateway_id,
+                connection=connection.id,
+            )
+        return wire.DaemonReply(
+            id=call_id,
+            ok=reply.ok,
+            body=reply.body,
+            error=reply.error,
+            gateway=self.gateway_id,
+            connection=connection.id,
+        )
+
+    def disconnect(
+        self, user: str, code: wire.GoodbyeCode, reason: str, *, reconnect: bool
+    ) -> bool:
+        """Close ``user``'s daemon stream with a goodbye; whether one was held here."""
+        connection = self.connections.pop(user, None)
+        if connection is None:
+            return False
+        connection.close(wire.Goodbye(code=code, reason=reason, reconnect=reconnect))
+        return True
+
+    def close_all(self, reason: str = "the gateway is shutting down") -> None:
+        for user in list(self.connections):
+            self.disconnect(user, "shutdown", reason, reconnect=True)
+
+    # --- the gRPC side ----------------------------------------------------------------
+
+    def handler(self) -> grpc.GenericRpcHandler[bytes, bytes]:
+        """The generic handler of :data:`~roost.protocol.daemon.CONNECT_METHOD`."""
+        return grpc.method_handlers_generic_handler(
+            wire.DAEMON_SERVICE,
+            {"Connect": grpc.stream_stream_rpc_method_handler(self._connect)},
+        )
+
+    async def _connect(
+        self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[bytes, bytes]
+    ) -> AsyncIterator[bytes]:
+        token = _bearer(context.invocation_metadata())
+        try:
+            user = await self.authenticate(token)
+        except PermissionError as exc:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+            return
+        try:
+            first = await asyncio.wait_for(anext(aiter(requests)), 30.0)
+            hello = wire.decode_daemon_frame(first)
+        except (TimeoutError, StopAsyncIteration, ProtocolError) as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"expected a hello frame: {exc}")
+            return
+        if not isinstance(hello, wire.Hello):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first frame must be a hello")
+            return
+        connection = DaemonConnection(user, hello)
+        previous = self.connections.get(user)
+        self.connections[user] = connection
+        if previous is not None:
+            log.info(
+                "daemon of %s on %s replaces the one on %s",
+                user,
+                hello.hostname,
+                previous.hello.hostname,
+            )
+            previous.close(
+                wire.Goodbye(
+                    code="replaced",
+                    reason="another daemon of this user connected "
+                    f"(on {hello.hostname or 'another host'})",
+                    reconnect=False,
+                )
+            )
+        log.info("daemon of %s connected from %s (%s)", user, hello.hostname, connection.id)
+        connection.send(
+            wire.Welcome(
+                connection=connection.id,
+                gateway=self.gateway_id,
+                user=user,
+                heartbeat_s=self.heartbeat_s,
+            )
+        )
+        reader = asyncio.create_task(self._read(connection, requests))
+        beater = asyncio.create_task(self._beat(connection))
+        try:
+            while (frame := await connection.outbox.get()) is not None:
+                yield wire.encode_frame(frame)
+        finally:
+            reader.cancel()
+            beater.cancel()
+            connection.close()
+            if self.connections.get(user) is connection:
+                del self.connections[user]
+            log.info("daemon of %s disconnected (%s)", user, connection.id)
+
+    async def _read(self, connection: DaemonConnection, requests: AsyncIterator[bytes]) -> None:
+        try:
+            async for data in requests:
+                try:
+                    connection.received(wire.decode_daemon_frame(data))
+                except ProtocolError as exc:  # a bad frame is logged; the stream goes on
+                    log.warning("daemon of %s sent %s", connection.user, exc)
+        except Exception as exc:  # the stream broke
+            log.info("daemon stream of %s ended: %s", connection.user, exc)
+        connection.close()
+
+    async def _beat(self, connection: DaemonConnection) -> None:
+        while not connection.closed.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(connection.closed.wait(), self.heartbeat_s)
+            if connection.closed.is_set():
+                return
+            if time.monotonic() - connection.last_seen > self.silence_limit_s:
+                log.warning(
+                    "daemon of %s silent for %.0fs: disconnected",
+                    connection.user,
+                    self.silence_limit_s,
+                )
+                if self.connections.get(connection.user) is connection:
+                    del self.connections[connection.user]
+                connection.close(
+                    wire.Goodbye(code="silent", reason=f"no frame for {self.silence_limit_s:g}s")
+                )
+                return
+            connection.send(wire.Beat())
+
+
+def _bearer(metadata: Any) -> str:
+    for key, value in metadata or ():
+        if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
+            return value.removeprefix("Bearer ").strip()
+    return ""
+
+
+async def start_daemon_server(
+    hub: DaemonHub,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    credentials: grpc.ServerCredentials | None = None,
+) -> tuple[grpc.aio.Server, int]:
+    """Serve the daemon stream of ``hub`` on ``host:port`` (0: a free port); the server and
+    its port. Without ``credentials`` it is h2c (put TLS in front, or pass them)."""
+    server = grpc.aio.server(
+        options=[
+            # daemons keep one idle stream each: let their keepalive pings through
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ]
+    )
+    server.add_generic_rpc_handlers((hub.handler(),))
+    address = f"{host}:{port}"
+    bound = (
+        server.add_secure_port(address, credentials)
+        if credentials is not None
+        else server.add_insecure_port(address)
+    )
+    await server.start()
+    return server, bound
