@@ -1,0 +1,135 @@
+"""The NATS tool bridge: how workers and API servers reach a daemon held by some gateway.
+
+Two patterns, on per-user subjects (``roost.protocol.subjects``):
+
+* **request-reply** (``tools_sync(user)``, ``daemon_command(user)``): every gateway
+  subscribes; only the one holding the user's daemon answers, the others stay silent. The
+  caller gets one answer or, when no gateway holds the daemon, a timeout;
+* **fire-and-forget** (``tools_request(user)``): the gateways share a queue group, so
+  exactly one takes each request. If it holds the daemon it runs the call, else it forwards
+  it as a request-reply to whichever gateway does; either way the :class:`DaemonReply` is
+  published on the request's ``reply_to``.
+
+A request whose ``user`` is not its subject's user is dropped and logged: subjects are
+what NATS permissions partition, so the body cannot widen them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from roost.bus import Bus, Delivery, Subscription
+from roost.gateway._hub import DaemonHub, DaemonOffline
+from roost.protocol import ErrorInfo, ProtocolError, RoostError, subjects
+from roost.protocol import daemon as wire
+
+log = logging.getLogger("roost.gateway")
+
+
+class ToolBridge:
+    """Serves ``hub``'s daemons to the bus."""
+
+    def __init__(self, hub: DaemonHub, bus: Bus) -> None:
+        self.hub = hub
+        self.bus = bus
+        self._subscriptions: list[Subscription] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._subscriptions = [
+            await self.bus.subscribe(subjects.ALL_TOOLS_SYNC, self._on_request_reply),
+            await self.bus.subscribe(subjects.ALL_DAEMON_COMMANDS, self._on_request_reply),
+            await self.bus.subscribe(
+                subjects.ALL_TOOLS_REQUESTS, self._on_fire_and_forget, queue=subjects.GATEWAY_QUEUE
+            ),
+        ]
+
+    async def close(self) -> None:
+        for subscription in self._subscriptions:
+            await subscription.unsubscribe()
+        self._subscriptions = []
+        for task in list(self._tasks):
+            task.cancel()
+
+    def _spawn(self, coroutine: object) -> None:
+        # a daemon call may take minutes: never hold the subscription's delivery loop
+        task = asyncio.ensure_future(coroutine)  # type: ignore[call-overload]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _decode(self, delivery: Delivery) -> wire.DaemonRequest | None:
+        user = subjects.user_of(delivery.subject)
+        try:
+            request = wire.decode_daemon_request(delivery.data)
+        except ProtocolError as exc:
+            log.warning("dropped a malformed daemon request on %s: %s", delivery.subject, exc)
+            return None
+        if request.user != user:
+            log.warning(
+                "dropped a request for user %r sent on %s (another user's subject)",
+                request.user,
+                delivery.subject,
+            )
+            return None
+        return request
+
+    async def _on_request_reply(self, delivery: Delivery) -> None:
+        user = subjects.user_of(delivery.subject)
+        if self.hub.holder(user) is None or not delivery.reply:
+            return  # another gateway holds it (or none does): stay silent
+        request = self._decode(delivery)
+        if request is not None:
+            self._spawn(self._answer(delivery, request))
+
+    async def _answer(self, delivery: Delivery, request: wire.DaemonRequest) -> None:
+        reply = await self._run(request)
+        await delivery.respond(wire.encode_frame(reply))
+
+    async def _run(self, request: wire.DaemonRequest) -> wire.DaemonReply:
+        if request.op == "online":
+            holder = self.hub.holder(request.user)
+            if holder is None:
+                return _failed(request.id, "unavailable", f"no daemon of {request.user} here")
+            return wire.DaemonReply(
+                id=request.id, body=holder.info(), gateway=self.hub.gateway_id, connection=holder.id
+            )
+        try:
+            return await self.hub.call(
+                request.user,
+                request.op,
+                request.body,
+                timeout_s=request.timeout_s,
+                call_id=request.id,
+            )
+        except DaemonOffline as exc:
+            return _failed(request.id, "unavailable", str(exc))
+
+    async def _on_fire_and_forget(self, delivery: Delivery) -> None:
+        request = self._decode(delivery)
+        if request is not None:
+            self._spawn(self._forward(request))
+
+    async def _forward(self, request: wire.DaemonRequest) -> None:
+        if self.hub.holder(request.user) is not None:
+            reply = await self._run(request)
+        else:  # another gateway holds the daemon, if any does: ask them all
+            try:
+                data = await self.bus.request(
+                    subjects.daemon_command(request.user),
+                    wire.encode_frame(request),
+                    timeout=request.timeout_s + 5.0,
+                )
+                reply = wire.decode_daemon_reply(data)
+            except (RoostError, ProtocolError) as exc:
+                reply = _failed(
+                    request.id,
+                    "unavailable",
+                    f"no gateway reached a daemon of {request.user}: {exc}",
+                )
+        if request.reply_to:
+            await self.bus.publish(request.reply_to, wire.encode_frame(reply))
+
+
+def _failed(call_id: str, code: str, message: str) -> wire.DaemonReply:
+    return wire.DaemonReply(id=call_id, ok=False, error=ErrorInfo(code=code, message=message))

@@ -1,0 +1,187 @@
+"""The NATS tool bridge with real NATS, two gateways and a real daemon on loopback: calls
+reach only their user's daemon, fire-and-forget requests are taken by one gateway and
+forwarded to the holder, and a call survives the death of the daemon's gateway without
+running twice."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+from roost.bus import Delivery
+from roost.bus._nats import NatsBus
+from roost.devservers.nats import NatsServer
+from roost.gateway import (
+    DaemonCaller,
+    DaemonHub,
+    DaemonUnavailable,
+    ToolBridge,
+    start_daemon_server,
+)
+from roost.protocol import daemon as wire
+from roost.protocol import new_id, subjects
+from roost.toolsd import DaemonClient, Gateway, HostConfig, ToolHost
+
+pytestmark = pytest.mark.nats
+
+TOKENS = {"tok-alice": "alice", "tok-bob": "bob"}
+
+
+async def _authenticate(token: str) -> str:
+    if token not in TOKENS:
+        raise PermissionError("unknown daemon token")
+    return TOKENS[token]
+
+
+@dataclass
+class RunningGateway:
+    hub: DaemonHub
+    bridge: ToolBridge
+    bus: NatsBus
+    server: grpc.aio.Server
+    address: Gateway
+
+    async def stop(self) -> None:
+        await self.bridge.close()
+        await self.server.stop(grace=None)
+        await self.bus.close()
+
+
+async def _gateway(url: str, name: str) -> RunningGateway:
+    hub = DaemonHub(_authenticate, gateway_id=name)
+    bus = NatsBus(url, client_name=name)
+    await bus.connect()
+    bridge = ToolBridge(hub, bus)
+    await bridge.start()
+    server, port = await start_daemon_server(hub)
+    return RunningGateway(hub, bridge, bus, server, Gateway.parse(f"http://127.0.0.1:{port}"))
+
+
+@dataclass
+class Cluster:
+    gateways: list[RunningGateway]
+    caller: DaemonCaller
+    bus: NatsBus
+
+
+@pytest.fixture
+async def cluster(nats_server: NatsServer) -> AsyncIterator[Cluster]:
+    gateways = [await _gateway(nats_server.url, f"gw{i}") for i in (1, 2)]
+    bus = NatsBus(nats_server.url, client_name="worker")
+    await bus.connect()
+    yield Cluster(gateways, DaemonCaller(bus, resend_s=1.0), bus)
+    await bus.close()
+    for gateway in gateways:
+        with contextlib.suppress(Exception):
+            await gateway.stop()
+
+
+@contextlib.asynccontextmanager
+async def _daemon(
+    tmp_path: Path, token: str, gateways: list[Gateway]
+) -> AsyncIterator[DaemonClient]:
+    root = tmp_path / token
+    root.mkdir()
+    host = ToolHost(HostConfig(root / "policy.toml", root / "mcp.json", default_root=root))
+    client = DaemonClient(host, gateways, token)
+    stop = asyncio.Event()
+    task = asyncio.create_task(client.run(stop))
+    await asyncio.wait_for(client.connected.wait(), 10)
+    try:
+        yield client
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        await host.close()
+
+
+def _shell(command: str) -> dict[str, object]:
+    return {"name": "shell", "arguments": {"command": command}}
+
+
+async def test_a_call_reaches_its_users_daemon_and_no_other(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    addresses = [g.address for g in cluster.gateways]
+    async with _daemon(tmp_path, "tok-alice", addresses) as alice:
+        reply = await cluster.caller.call(
+            "alice", "tool.call", _shell("echo from-alice"), timeout_s=10
+        )
+        assert reply.ok and reply.body["output"]["output"].strip() == "from-alice"
+        assert reply.connection == alice.connection.connection  # type: ignore[union-attr]
+        assert (await cluster.caller.online("alice")) is not None
+        assert (await cluster.caller.online("bob")) is None
+        # bob has no daemon: a clear, retryable error within the timeout, naming the fix
+        with pytest.raises(DaemonUnavailable, match="roost daemon start") as refused:
+            await cluster.caller.call("bob", "tool.call", _shell("echo x"), timeout_s=2)
+        assert refused.value.retryable
+        # a request for alice sent on bob's subject (bob's daemon is connected) never
+        # reaches alice's daemon, nor bob's
+        async with _daemon(tmp_path, "tok-bob", addresses) as bob:
+            forged = wire.DaemonRequest(user="alice", op="tool.call", body=_shell("echo forged"))
+            with pytest.raises(Exception, match="within"):
+                await cluster.bus.request(
+                    subjects.tools_sync("bob"), wire.encode_frame(forged), timeout=1.5
+                )
+            assert bob.host.calls_run == 0
+        # garbage on a user's subject is dropped; the gateways keep serving
+        with pytest.raises(Exception, match="within"):
+            await cluster.bus.request(subjects.tools_sync("alice"), b"{not json", timeout=1.0)
+        assert alice.host.calls_run == 1
+        again = await cluster.caller.call("alice", "status", timeout_s=10)
+        assert again.ok and again.body["calls_run"] == 1
+
+
+async def test_fire_and_forget_requests_are_taken_once_and_forwarded_to_the_holder(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    # the daemon holds a stream to gateway 1 only; the queue group hands requests to both
+    async with _daemon(tmp_path, "tok-alice", [cluster.gateways[0].address]) as alice:
+        replies: asyncio.Queue[wire.DaemonReply] = asyncio.Queue()
+
+        async def collect(delivery: Delivery) -> None:
+            replies.put_nowait(wire.decode_daemon_reply(delivery.data))
+
+        inbox = f"_test.replies.{new_id()}"
+        await cluster.bus.subscribe(inbox, collect)
+        ids = [new_id() for _ in range(12)]
+        for call_id in ids:
+            request = wire.DaemonRequest(
+                user="alice",
+                op="tool.call",
+                body=_shell(f"echo {call_id}"),
+                id=call_id,
+                reply_to=inbox,
+            )
+            await cluster.bus.publish(subjects.tools_request("alice"), wire.encode_frame(request))
+        got = [await asyncio.wait_for(replies.get(), 15) for _ in ids]
+        assert sorted(r.id for r in got) == sorted(ids)
+        assert all(r.ok and r.body["output"]["output"].strip() == r.id for r in got)
+        assert alice.host.calls_run == len(ids)  # each taken by exactly one gateway
+        await asyncio.sleep(0.5)
+        assert replies.empty()
+
+
+async def test_a_call_survives_its_gateway_dying_and_runs_once(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    first, second = cluster.gateways
+    async with _daemon(tmp_path, "tok-alice", [first.address, second.address]) as alice:
+        assert first.hub.holder("alice") is not None
+        call = asyncio.create_task(
+            cluster.caller.call(
+                "alice", "tool.call", _shell("sleep 2; echo survived"), timeout_s=20
+            )
+        )
+        await asyncio.sleep(0.5)  # the call is running on the daemon
+        await first.stop()  # the daemon's gateway dies mid-call
+        reply = await asyncio.wait_for(call, 25)
+        assert reply.ok and reply.body["output"]["output"].strip() == "survived"
+        assert reply.gateway == second.hub.gateway_id  # answered through the other gateway
+        assert alice.connects == 2 and alice.host.calls_run == 1  # reconnected; ran once
