@@ -5,6 +5,7 @@ hold a daemon connection: they ask over the bus (:class:`DaemonCaller`) and the
 :class:`ToolBridge` of the gateway holding the daemon answers.
 """
 
+from roost.gateway._auth import daemon_authenticator
 from roost.gateway._bridge import ToolBridge
 from roost.gateway._caller import DaemonCaller, DaemonUnavailable
 from roost.gateway._hub import (
@@ -23,5 +24,6 @@ __all__ = [
     "DaemonOffline",
     "DaemonUnavailable",
     "ToolBridge",
+    "daemon_authenticator",
     "start_daemon_server",
 ]

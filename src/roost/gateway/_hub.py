@@ -35,8 +35,9 @@ class DaemonOffline(Exception):
 class DaemonConnection:
     """One connected daemon stream."""
 
-    def __init__(self, user: str, hello: wire.Hello) -> None:
+    def __init__(self, user: str, hello: wire.Hello, token: str = "") -> None:
         self.user = user
+        self.token = token  # re-checked on every beat: a revoked token is disconnected
         self.hello = hello
         self.id = uuid.uuid4().hex
         self.connected_at = time.time()
@@ -96,7 +97,10 @@ class DaemonConnection:
 
 
 class DaemonHub:
-    """The daemon streams one gateway holds, and the gRPC handler that accepts them."""
+    """The daemon streams one gateway holds, and the gRPC handler that accepts them.
+
+    Each beat also re-checks the connection's token, so a revoked token (or a disabled
+    user) loses its daemon within a beat plus the authenticator's cache bound."""
 
     def __init__(
         self,
@@ -191,7 +195,7 @@ class DaemonHub:
         if not isinstance(hello, wire.Hello):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first frame must be a hello")
             return
-        connection = DaemonConnection(user, hello)
+        connection = DaemonConnection(user, hello, token)
         previous = self.connections.get(user)
         self.connections[user] = connection
         if previous is not None:
@@ -260,6 +264,18 @@ class DaemonHub:
                     wire.Goodbye(code="silent", reason=f"no frame for {self.silence_limit_s:g}s")
                 )
                 return
+            try:  # the token may have been revoked (or its user disabled) since
+                await self.authenticate(connection.token)
+            except PermissionError as exc:
+                log.warning("daemon of %s disconnected: %s", connection.user, exc)
+                if self.connections.get(connection.user) is connection:
+                    del self.connections[connection.user]
+                connection.close(
+                    wire.Goodbye(code="revoked", reason=f"token revoked: {exc}", reconnect=False)
+                )
+                return
+            except Exception:  # the principal store is unreachable: keep the daemon
+                log.exception("could not re-check the token of %s's daemon", connection.user)
             connection.send(wire.Beat())
 
 
