@@ -202,7 +202,7 @@ def test_gateway_urls_imply_tls() -> None:
 def test_frames_round_trip_and_reject_garbage() -> None:
     frames: list[wire.GatewayFrame] = [
         wire.Call(id="1", op="tool.call", body={"name": "shell"}),
-        wire.Goodbye(code="replaced", reason="another daemon", reconnect=False),
+        wire.Goodbye(kind="replaced", reason="another daemon", reconnect=False),
         wire.TerminalInput(terminal="t1", data=b"\x03ls\n"),
     ]
     for frame in frames:

@@ -1,4 +1,4 @@
-"""``roost server api|worker``: roost's server types, with seed 004's flags and variables;
+"""``roost server api|worker|gateway``: roost's server types, with seed 004's flags and variables;
 ``roost server init``: the first admin user of a server's database, and their token.
 
 Every flag also reads its environment variable (``--api-port`` / ``API_PORT``) and maps
@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from roost.stores import AccessToken, User
 
 app = typer.Typer(
-    help="Run roost's server types (the API server and the run worker); make the first admin."
+    help="Run roost's server types (the API server, the run worker, the tools gateway); "
+    "make the first admin."
 )
 
 _PANEL_NET = "Network"
@@ -203,6 +204,41 @@ def worker(
         )
     )  # fmt: skip
     _serve(lambda: serve_worker(config, announce=_announce))
+
+
+@app.command()
+def gateway(
+    gateway_port: int | None = _net(
+        "--gateway-port", "GATEWAY_PORT", "The tools daemons' gRPC port [default: 9190]."
+    ),
+    health_port: int | None = _net(
+        "--health-port", "HEALTH_PORT", "Port of /health and /ready [default: 8080]."
+    ),
+    bind_address: str | None = _net(
+        "--bind-address", "BIND_ADDRESS", "Interface to listen on [default: 0.0.0.0]."
+    ),
+    tls_cert: Path | None = _net("--tls-cert", "TLS_CERT_FILE", "TLS certificate (PEM)."),
+    tls_key: Path | None = _net("--tls-key", "TLS_KEY_FILE", "TLS private key (PEM)."),
+    disable_tls: bool | None = _net("--disable-tls", "DISABLE_TLS", "Serve h2c (no TLS)."),
+    data_dir: Path | None = DataDir,
+    db_url: str | None = DbUrl,
+    nats_url: str | None = NatsUrl,
+) -> None:
+    """The gateway users' tools daemons connect to (docs/daemon.md). It holds their streams
+    and answers the workers' tool calls for them over NATS; run several, each daemon
+    connects to one. Needs the shared database (--db-url) and NATS (--nats-url)."""
+    from roost.server import serve_gateway
+
+    config = _load(
+        _overrides(
+            data_dir=data_dir, db_url=db_url, nats_url=nats_url, temporal_host=None,
+            temporal_port=7233, temporal_namespace=None, health_port=None,
+            gateway_port=gateway_port, gateway_health_port=health_port,
+            bind_address=bind_address, tls_cert=tls_cert, tls_key=tls_key,
+            disable_tls=disable_tls,
+        )
+    )  # fmt: skip
+    _serve(lambda: serve_gateway(config, announce=_announce))
 
 
 @app.command()

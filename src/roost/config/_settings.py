@@ -152,6 +152,10 @@ class ServerConfig(_Section):
     """The HTTP API's port (0: any free port, printed at start)."""
     health_port: int = Field(8081, ge=0, le=65535)
     """The port of ``/health`` (liveness) and ``/ready`` (readiness)."""
+    gateway_port: int = Field(9190, ge=0, le=65535)
+    """``roost server gateway``: the port tools daemons dial (gRPC; docs/daemon.md)."""
+    gateway_health_port: int = Field(8080, ge=0, le=65535)
+    """``roost server gateway``: its ``/health`` and ``/ready`` port."""
     bind_address: str = "0.0.0.0"
     admin_token: str = ""
     """The static token that guards every route until users and auth exist; empty: the

@@ -155,13 +155,13 @@ class DaemonHub:
         )
 
     def disconnect(
-        self, user: str, code: wire.GoodbyeCode, reason: str, *, reconnect: bool
+        self, user: str, kind: wire.GoodbyeKind, reason: str, *, reconnect: bool
     ) -> bool:
         """Close ``user``'s daemon stream with a goodbye; whether one was held here."""
         connection = self.connections.pop(user, None)
         if connection is None:
             return False
-        connection.close(wire.Goodbye(code=code, reason=reason, reconnect=reconnect))
+        connection.close(wire.Goodbye(kind=kind, reason=reason, reconnect=reconnect))
         return True
 
     def close_all(self, reason: str = "the gateway is shutting down") -> None:
@@ -207,7 +207,7 @@ class DaemonHub:
             )
             previous.close(
                 wire.Goodbye(
-                    code="replaced",
+                    kind="replaced",
                     reason="another daemon of this user connected "
                     f"(on {hello.hostname or 'another host'})",
                     reconnect=False,
@@ -261,7 +261,7 @@ class DaemonHub:
                 if self.connections.get(connection.user) is connection:
                     del self.connections[connection.user]
                 connection.close(
-                    wire.Goodbye(code="silent", reason=f"no frame for {self.silence_limit_s:g}s")
+                    wire.Goodbye(kind="silent", reason=f"no frame for {self.silence_limit_s:g}s")
                 )
                 return
             try:  # the token may have been revoked (or its user disabled) since
@@ -271,7 +271,7 @@ class DaemonHub:
                 if self.connections.get(connection.user) is connection:
                     del self.connections[connection.user]
                 connection.close(
-                    wire.Goodbye(code="revoked", reason=f"token revoked: {exc}", reconnect=False)
+                    wire.Goodbye(kind="revoked", reason=f"token revoked: {exc}", reconnect=False)
                 )
                 return
             except Exception:  # the principal store is unreachable: keep the daemon

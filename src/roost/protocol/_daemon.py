@@ -41,7 +41,7 @@ HEARTBEAT_S = 30.0
 SILENCE_LIMIT_S = 120.0
 """A daemon silent this long is marked disconnected and its stream closed."""
 
-GoodbyeCode = Literal["replaced", "revoked", "silent", "shutdown", "refused"]
+GoodbyeKind = Literal["replaced", "revoked", "silent", "shutdown", "refused"]
 
 
 class _Frame(msgspec.Struct, frozen=True, omit_defaults=True, tag_field="frame"):
@@ -125,7 +125,7 @@ class Goodbye(_Frame, tag="goodbye", frozen=True):
     """The gateway closes the stream, and why. ``reconnect`` false means: do not come back
     (the token was revoked, or another daemon of this user took over)."""
 
-    code: GoodbyeCode
+    kind: GoodbyeKind
     reason: str
     reconnect: bool = True
 
@@ -225,7 +225,7 @@ __all__ = [
     "DaemonRequest",
     "GatewayFrame",
     "Goodbye",
-    "GoodbyeCode",
+    "GoodbyeKind",
     "Hello",
     "Reply",
     "TerminalInput",

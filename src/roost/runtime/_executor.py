@@ -104,6 +104,9 @@ class InProcessExecutor:
         task = asyncio.create_task(self._execute(invocation), name=f"run {invocation.id}")
         self._runs[invocation.id] = _LocalRun(info, task)
         task.add_done_callback(lambda t: self._finished(invocation.id, t))
+        # let the task enter its body, so a cancel that follows at once is caught there
+        # (a task cancelled before its first step never runs, and records no completion)
+        await asyncio.sleep(0)
 
     def _finished(self, run_id: str, task: asyncio.Task[CompleteMessage]) -> None:
         run = self._runs[run_id]
@@ -121,6 +124,10 @@ class InProcessExecutor:
         run = self._run(run_id)
         try:
             return await asyncio.wait_for(asyncio.shield(run.task), timeout)
+        except asyncio.CancelledError:
+            if not run.task.cancelled():
+                raise  # the waiter was cancelled, not the run
+            raise RoostError(f"run {run_id} was cancelled", code=ErrorCode.CANCELLED) from None
         except TimeoutError:
             raise ServiceTimeoutError(
                 f"run {run_id} did not finish within {timeout:g}s; it is still running"
@@ -164,12 +171,12 @@ class InProcessExecutor:
     async def _execute(self, invocation: InvokeMessage) -> CompleteMessage:
         started = time.perf_counter()
         wiring = self.wiring
-        invoke_node = await wiring.recorder.record(invocation)
         dispatcher = wiring.dispatcher(invocation)
         self._runs[invocation.id].dispatcher = dispatcher
         output: Any = None
         error: ErrorInfo | None = None
-        try:
+        try:  # from the first await: a cancel at any point still ends in a completion
+            invoke_node = await wiring.recorder.record(invocation)
             record = await wiring.resolve_agent(invocation.agent, invocation.agent_version)
             manifest = parse_manifest(record.manifest, f"{record.path}/agent.toml")
             dispatcher.agent_version = record.version

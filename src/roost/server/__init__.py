@@ -2,6 +2,7 @@
 under ``/v1``), stateless over the platform's stores, Temporal and bus (docs/server.md)."""
 
 from roost.server._app import create_app
+from roost.server._gateway import serve_gateway
 from roost.server._principal import admin_token
 from roost.server._serve import (
     ApiServer,
@@ -20,5 +21,6 @@ __all__ = [
     "create_app",
     "readiness_checks",
     "serve_api",
+    "serve_gateway",
     "serve_worker",
 ]

@@ -43,18 +43,22 @@ class ApiServer:
 
     def __init__(
         self,
-        platform: Platform,
+        platform: Platform | None,
         config: ServerConfig,
         token: str | None = None,
         *,
         api: bool = True,
+        checks: dict[str, Check] | None = None,
     ) -> None:
         """``token``: the static admin token, if there is one; ``api=False``: the health
-        port alone (the run worker's)."""
+        port alone (the run worker's); ``checks``: what ``/ready`` asks, if not the
+        platform's."""
         self.platform = platform
         self.config = config
         self.app = None
         if api:
+            if platform is None:
+                raise ValueError("the API needs a platform")
             db = platform.stores.db
             if db is None:
                 raise ConfigError("the API server needs a SQL database for its users and tokens")
@@ -66,7 +70,11 @@ class ApiServer:
                 create_users=config.jwt_create_users,
             )
             self.app = create_app(platform, config, auth)
-        self.health = health_app(readiness_checks(platform))
+        if checks is None:
+            if platform is None:
+                raise ValueError("a health server without a platform needs its checks")
+            checks = readiness_checks(platform)
+        self.health = health_app(checks)
         self._servers: list[_Server] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.endpoints: Endpoints | None = None
@@ -74,7 +82,7 @@ class ApiServer:
     async def start(self) -> Endpoints:
         """Bind both ports and serve; returns their URLs (a port of 0 is chosen here)."""
         config = self.config
-        tls = _tls(config)
+        tls = tls_files(config)
         scheme = "https" if tls else "http"
         api = await self._serve(self.app, config.api_port, tls) if self.app is not None else None
         health = await self._serve(self.health, config.health_port, {})
@@ -147,7 +155,8 @@ class ApiServer:
         await self.stop()
 
 
-def _tls(config: ServerConfig) -> dict[str, str]:
+def tls_files(config: ServerConfig) -> dict[str, str]:
+    """The TLS certificate and key files of ``config`` (none: plain), checked to exist."""
     if config.disable_tls or not (config.tls_cert or config.tls_key):
         return {}
     if not (config.tls_cert and config.tls_key):

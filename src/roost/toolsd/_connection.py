@@ -232,8 +232,8 @@ class DaemonClient:
                 elif isinstance(frame, wire.Beat):
                     outbox.put_nowait(wire.Beat())
                 elif isinstance(frame, wire.Goodbye):
-                    log.warning("gateway says goodbye (%s): %s", frame.code, frame.reason)
-                    self.on_state("goodbye", {"code": frame.code, "reason": frame.reason})
+                    log.warning("gateway says goodbye (%s): %s", frame.kind, frame.reason)
+                    self.on_state("goodbye", {"kind": frame.kind, "reason": frame.reason})
                     if not frame.reconnect:
                         raise DaemonStopped(frame.reason)
                     raise ConnectionError(f"gateway closed the stream: {frame.reason}")
