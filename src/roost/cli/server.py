@@ -124,6 +124,9 @@ TemporalHost = _infra(
 )
 TemporalPort = _infra("--temporal-port", "TEMPORAL_PORT", "Temporal port.", default=7233)
 TemporalNamespace = _infra("--temporal-namespace", "TEMPORAL_NAMESPACE", "Temporal namespace.")
+BindAddress = _net("--bind-address", "BIND_ADDRESS", "Interface to listen on [default: 0.0.0.0].")
+TlsCert = _net("--tls-cert", "TLS_CERT_FILE", "TLS certificate (PEM).")
+TlsKey = _net("--tls-key", "TLS_KEY_FILE", "TLS private key (PEM).")
 HealthPort = _net("--health-port", "HEALTH_PORT", "Port of /health and /ready [default: 8081].")
 
 
@@ -131,11 +134,9 @@ HealthPort = _net("--health-port", "HEALTH_PORT", "Port of /health and /ready [d
 def api(
     api_port: int | None = _net("--api-port", "API_PORT", "HTTP API port [default: 8080]."),
     health_port: int | None = HealthPort,
-    bind_address: str | None = _net(
-        "--bind-address", "BIND_ADDRESS", "Interface to listen on [default: 0.0.0.0]."
-    ),
-    tls_cert: Path | None = _net("--tls-cert", "TLS_CERT_FILE", "TLS certificate (PEM)."),
-    tls_key: Path | None = _net("--tls-key", "TLS_KEY_FILE", "TLS private key (PEM)."),
+    bind_address: str | None = BindAddress,
+    tls_cert: Path | None = TlsCert,
+    tls_key: Path | None = TlsKey,
     disable_tls: bool | None = _net("--disable-tls", "DISABLE_TLS", "Serve plain HTTP."),
     cors_origins: str | None = _net(
         "--cors-origins",
@@ -214,11 +215,9 @@ def gateway(
     health_port: int | None = _net(
         "--health-port", "HEALTH_PORT", "Port of /health and /ready [default: 8080]."
     ),
-    bind_address: str | None = _net(
-        "--bind-address", "BIND_ADDRESS", "Interface to listen on [default: 0.0.0.0]."
-    ),
-    tls_cert: Path | None = _net("--tls-cert", "TLS_CERT_FILE", "TLS certificate (PEM)."),
-    tls_key: Path | None = _net("--tls-key", "TLS_KEY_FILE", "TLS private key (PEM)."),
+    bind_address: str | None = BindAddress,
+    tls_cert: Path | None = TlsCert,
+    tls_key: Path | None = TlsKey,
     disable_tls: bool | None = _net("--disable-tls", "DISABLE_TLS", "Serve h2c (no TLS)."),
     data_dir: Path | None = DataDir,
     db_url: str | None = DbUrl,

@@ -47,6 +47,19 @@ def _arg(args: dict[str, Any], name: str, kind: type | tuple[type, ...], default
     return value
 
 
+async def _spawn(command: str, cwd: Path) -> asyncio.subprocess.Process:
+    """``command`` in a shell, output (stderr merged) piped, in its own process group so a
+    kill takes its children too."""
+    return await asyncio.create_subprocess_shell(
+        command,
+        cwd=cwd,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
 def _kill_group(process: asyncio.subprocess.Process) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
@@ -128,14 +141,7 @@ class Builtins:
         timeout = min(_arg(args, "timeout_s", float, 60.0), 3600.0)
         cap = min(_arg(args, "max_output", int, OUTPUT_CAP), 4 * OUTPUT_CAP)
         started = time.monotonic()
-        process = await asyncio.create_subprocess_shell(
-            command,
-            cwd=cwd,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,  # its own process group: a kill takes its children too
-        )
+        process = await _spawn(command, cwd)
         assert process.stdout is not None
         timed_out = False
         try:
@@ -264,14 +270,7 @@ class Builtins:
         command = _arg(args, "command", str)
         self.policy.check_command(command)
         cwd = self._cwd(args)
-        process = await asyncio.create_subprocess_shell(
-            command,
-            cwd=cwd,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
-        )
+        process = await _spawn(command, cwd)
         self._next += 1
         record = BackgroundProcess(f"p{self._next}", command, str(cwd), process)
         self.processes[record.id] = record

@@ -184,12 +184,7 @@ class ToolHost:
                     "was not given"
                 )
         except PolicyDenied as exc:
-            log.warning("refused %s: %s", name, exc)
-            return {
-                "output": f"refused by the daemon's policy: {exc}",
-                "is_error": True,
-                "denied": True,
-            }
+            return _refused(name, exc)
         self.calls_run += 1
         started = time.monotonic()
         try:
@@ -199,12 +194,7 @@ class ToolHost:
         except TimeoutError:
             output, is_error = f"tool {name!r} timed out after {timeout_s:g}s", True
         except PolicyDenied as exc:
-            log.warning("refused %s: %s", name, exc)
-            return {
-                "output": f"refused by the daemon's policy: {exc}",
-                "is_error": True,
-                "denied": True,
-            }
+            return _refused(name, exc)
         except ToolInputError as exc:
             output, is_error = f"bad arguments for {name!r}: {exc}", True
         except OSError as exc:
@@ -235,3 +225,9 @@ class ToolHost:
             f"the daemon has no tool {name!r} (its tools: "
             f"{', '.join(s['name'] for s in self.specs())})",
         )
+
+
+def _refused(name: str, exc: PolicyDenied) -> dict[str, Any]:
+    """A policy refusal as the call's result: the agent sees it as a tool error."""
+    log.warning("refused %s: %s", name, exc)
+    return {"output": f"refused by the daemon's policy: {exc}", "is_error": True, "denied": True}
