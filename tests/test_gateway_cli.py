@@ -4,16 +4,20 @@ caller on the bus running a shell command on the daemon."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from cli_helpers import ROOT, cli_env, wait_until
+from api_helpers import api_server, make_user
+from cli_helpers import ROOT, cli_env, ok, wait_until
 from roost.auth import Authenticator
 from roost.bus._nats import NatsBus
 from roost.devservers.nats import NatsServer
@@ -105,3 +109,74 @@ async def test_a_worker_runs_a_shell_command_on_a_users_daemon_through_the_gatew
         code = _stop(gateway)
     assert code == 0, gateway_log.read_text()
     assert os.path.getsize(gateway_log) > 0
+
+
+async def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    # in a thread: the API server in this loop keeps serving
+    return await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "roost", *args], env=env, cwd=ROOT,
+        capture_output=True, text=True, timeout=90,
+    )  # fmt: skip
+
+
+async def test_roost_daemon_register_start_status_logs_stop(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    async with api_server(tmp_path / "server") as api:
+        user, token = await make_user(api, "frank")
+        db_url = api.platform.settings.database_url
+        env = cli_env(
+            tmp_path / "client",
+            ROOST_CLIENT_CONFIG=str(tmp_path / "client.toml"),
+            ROOST_DAEMON_HOME=str(tmp_path / "laptop"),
+        )
+        gateway_log = tmp_path / "gateway.log"
+        gateway = _spawn(
+            ["-m", "roost", "server", "gateway", "--gateway-port", "0", "--health-port", "0",
+             "--bind-address", "127.0.0.1", "--db-url", db_url, "--nats-url", nats_server.url],
+            env, gateway_log,
+        )  # fmt: skip
+        bus = NatsBus(nats_server.url, client_name="worker")
+        try:
+            found = wait_until(
+                lambda: re.search(r"daemons on 127\.0\.0\.1:(\d+)", gateway_log.read_text()),
+                60,
+                "the gateway to listen",
+            )
+            url = f"http://127.0.0.1:{found.group(1)}"
+            # not registered and not logged in: told what to do
+            refused = await _cli(env, "daemon", "start")
+            assert refused.returncode == 1 and "roost daemon register" in refused.stderr
+            ok(await _cli(env, "auth", "login", "--url", api.url, "--token", token))
+            registered = await _cli(env, "daemon", "register", "--gateway", url)
+            assert f"for user {user['id']}" in ok_err(registered)
+            credentials = tmp_path / "laptop" / "auth" / "roost-daemon.json"
+            assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
+            assert json.loads(credentials.read_text())["user_id"] == user["id"]
+            work = tmp_path / "work"
+            work.mkdir()
+            started = await _cli(env, "daemon", "start", "--root", str(work))
+            assert "connected to" in ok_err(started), started.stderr
+            again = await _cli(env, "daemon", "start")
+            assert again.returncode == 1 and "already runs" in again.stderr
+            assert "connected to" in ok_err(await _cli(env, "daemon", "status"))
+            await bus.connect()
+            reply = await DaemonCaller(bus).call(
+                user["id"], "tool.call", {"name": "shell", "arguments": {"command": "pwd"}},
+                timeout_s=20,
+            )  # fmt: skip
+            assert reply.ok and reply.body["output"]["output"].strip() == str(work)
+            assert "connected to gateway" in ok(await _cli(env, "daemon", "logs"))
+            assert "stopped" in ok_err(await _cli(env, "daemon", "stop"))
+            status = await _cli(env, "daemon", "status")
+            assert status.returncode == 3 and "not running" in status.stderr
+        finally:
+            await _cli(env, "daemon", "stop", "--force")
+            await bus.close()
+            assert _stop(gateway) == 0, gateway_log.read_text()
+
+
+def ok_err(proc: subprocess.CompletedProcess[str]) -> str:
+    """The stderr of a command that succeeded (roost's messages go there)."""
+    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr}"
+    return proc.stderr

@@ -18,6 +18,7 @@ from roost.cli import (
     sessions,
     status,
     temporal,
+    tools_daemon,
     worker,
 )
 
@@ -38,6 +39,7 @@ app.add_typer(server.app, name="server")
 app.add_typer(auth.app, name="auth")
 app.add_typer(auth.tokens, name="token")
 app.add_typer(cluster.app, name="cluster")
+app.add_typer(tools_daemon.app, name="daemon")
 app.command("worker")(worker.worker)
 app.command("status")(status.status)
 app.command("doctor")(doctor.doctor)
