@@ -18,8 +18,9 @@ daemon forwards it as a :class:`Call` and answers with a :class:`DaemonReply`.
 Every daemon operation is an ``op`` with a JSON ``body``: ``tool.call`` and ``tool.specs``
 (the tools it offers, MCP servers' included), ``tool.cancel``, ``status`` and
 ``config.reload`` today (the gateway itself answers ``online``). One mechanism carries them
-all, so a feature (the frontend's files, processes and terminals) is an op, not a new frame. This module is framework-free (msgspec only): the daemon, which imports
-nothing of the platform, shares it with the gateway.
+all, so a feature (the frontend's files, processes and terminals) is an op, not a new frame.
+This module is framework-free (msgspec only): the daemon, which imports nothing of the
+platform, shares it with the gateway.
 """
 
 from __future__ import annotations
