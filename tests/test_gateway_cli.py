@@ -47,6 +47,27 @@ def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
     )
 
 
+def _spawn_gateway(
+    db_url: str, nats_url: str, env: dict[str, str], log: Path
+) -> subprocess.Popen[bytes]:
+    """``roost server gateway`` on free loopback ports."""
+    return _spawn(
+        ["-m", "roost", "server", "gateway", "--gateway-port", "0", "--health-port", "0",
+         "--bind-address", "127.0.0.1", "--db-url", db_url, "--nats-url", nats_url],
+        env, log,
+    )  # fmt: skip
+
+
+def _gateway_url(log: Path) -> str:
+    """The daemons' URL the gateway announced in ``log``."""
+    found = wait_until(
+        lambda: re.search(r"daemons on 127\.0\.0\.1:(\d+)", log.read_text()),
+        60,
+        "the gateway to listen",
+    )
+    return f"http://127.0.0.1:{found.group(1)}"
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> int:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -61,25 +82,16 @@ async def test_a_worker_runs_a_shell_command_on_a_users_daemon_through_the_gatew
     user, token = await _daemon_user(db_url, home)
     env = cli_env(home)
     gateway_log = tmp_path / "gateway.log"
-    gateway = _spawn(
-        ["-m", "roost", "server", "gateway", "--gateway-port", "0", "--health-port", "0",
-         "--bind-address", "127.0.0.1", "--db-url", db_url, "--nats-url", nats_server.url],
-        env, gateway_log,
-    )  # fmt: skip
+    gateway = _spawn_gateway(db_url, nats_server.url, env, gateway_log)
     daemon = None
     bus = NatsBus(nats_server.url, client_name="worker")
     try:
-        found = wait_until(
-            lambda: re.search(r"daemons on 127\.0\.0\.1:(\d+)", gateway_log.read_text()),
-            60,
-            "the gateway to listen",
-        )
-        port = found.group(1)
+        url = _gateway_url(gateway_log)
         daemon_home = tmp_path / "laptop"
         (daemon_home / "work").mkdir(parents=True)
         daemon_env = env | {"ROOST_DAEMON_HOME": str(daemon_home), "ROOST_DAEMON_TOKEN": token}
         daemon = _spawn(
-            ["-m", "roost.toolsd", "--gateway", f"http://127.0.0.1:{port}",
+            ["-m", "roost.toolsd", "--gateway", url,
              "--root", str(daemon_home / "work"), "--foreground"],
             daemon_env, tmp_path / "daemon.out",
         )  # fmt: skip
@@ -131,19 +143,10 @@ async def test_roost_daemon_register_start_status_logs_stop(
             ROOST_DAEMON_HOME=str(tmp_path / "laptop"),
         )
         gateway_log = tmp_path / "gateway.log"
-        gateway = _spawn(
-            ["-m", "roost", "server", "gateway", "--gateway-port", "0", "--health-port", "0",
-             "--bind-address", "127.0.0.1", "--db-url", db_url, "--nats-url", nats_server.url],
-            env, gateway_log,
-        )  # fmt: skip
+        gateway = _spawn_gateway(db_url, nats_server.url, env, gateway_log)
         bus = NatsBus(nats_server.url, client_name="worker")
         try:
-            found = wait_until(
-                lambda: re.search(r"daemons on 127\.0\.0\.1:(\d+)", gateway_log.read_text()),
-                60,
-                "the gateway to listen",
-            )
-            url = f"http://127.0.0.1:{found.group(1)}"
+            url = _gateway_url(gateway_log)
             # not registered and not logged in: told what to do
             refused = await _cli(env, "daemon", "start")
             assert refused.returncode == 1 and "roost daemon register" in refused.stderr

@@ -20,6 +20,7 @@ import grpc
 
 from roost.protocol import ErrorInfo, ProtocolError
 from roost.protocol import daemon as wire
+from roost.rpc import bearer_token
 
 log = logging.getLogger("roost.gateway")
 
@@ -180,7 +181,7 @@ class DaemonHub:
     async def _connect(
         self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[bytes, bytes]
     ) -> AsyncIterator[bytes]:
-        token = _bearer(context.invocation_metadata())
+        token = bearer_token(context.invocation_metadata())
         try:
             user = await self.authenticate(token)
         except PermissionError as exc:
@@ -230,10 +231,15 @@ class DaemonHub:
         finally:
             reader.cancel()
             beater.cancel()
-            connection.close()
-            if self.connections.get(user) is connection:
-                del self.connections[user]
+            self._drop(connection)
             log.info("daemon of %s disconnected (%s)", user, connection.id)
+
+    def _drop(self, connection: DaemonConnection, goodbye: wire.Goodbye | None = None) -> None:
+        """Close ``connection`` (after ``goodbye``) and forget it, unless a newer one of its
+        user has taken its place."""
+        connection.close(goodbye)
+        if self.connections.get(connection.user) is connection:
+            del self.connections[connection.user]
 
     async def _read(self, connection: DaemonConnection, requests: AsyncIterator[bytes]) -> None:
         try:
@@ -258,32 +264,23 @@ class DaemonHub:
                     connection.user,
                     self.silence_limit_s,
                 )
-                if self.connections.get(connection.user) is connection:
-                    del self.connections[connection.user]
-                connection.close(
-                    wire.Goodbye(kind="silent", reason=f"no frame for {self.silence_limit_s:g}s")
+                self._drop(
+                    connection,
+                    wire.Goodbye(kind="silent", reason=f"no frame for {self.silence_limit_s:g}s"),
                 )
                 return
             try:  # the token may have been revoked (or its user disabled) since
                 await self.authenticate(connection.token)
             except PermissionError as exc:
                 log.warning("daemon of %s disconnected: %s", connection.user, exc)
-                if self.connections.get(connection.user) is connection:
-                    del self.connections[connection.user]
-                connection.close(
-                    wire.Goodbye(kind="revoked", reason=f"token revoked: {exc}", reconnect=False)
+                self._drop(
+                    connection,
+                    wire.Goodbye(kind="revoked", reason=f"token revoked: {exc}", reconnect=False),
                 )
                 return
             except Exception:  # the principal store is unreachable: keep the daemon
                 log.exception("could not re-check the token of %s's daemon", connection.user)
             connection.send(wire.Beat())
-
-
-def _bearer(metadata: Any) -> str:
-    for key, value in metadata or ():
-        if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
-            return value.removeprefix("Bearer ").strip()
-    return ""
 
 
 async def start_daemon_server(

@@ -39,7 +39,13 @@ from roost.rpc._errors import (
 from roost.rpc._pki import LOCAL_HOSTS, write_cluster_credentials
 from roost.rpc._registry import RegistryServicer, RemoteRegistryStore
 from roost.rpc._secret import RemoteSecretStore, SecretServicer
-from roost.rpc._security import PLAINTEXT, RpcSecurity, credential_node, node_credential
+from roost.rpc._security import (
+    PLAINTEXT,
+    RpcSecurity,
+    bearer_token,
+    credential_node,
+    node_credential,
+)
 from roost.rpc._server import HEALTH_SERVICE, RpcServer
 from roost.rpc._service import (
     DEFAULT_TIMEOUT_S,
@@ -110,6 +116,7 @@ __all__ = [
     "ServicerBase",
     "StateServicer",
     "abort_with",
+    "bearer_token",
     "credential_node",
     "error_from_rpc",
     "node_credential",

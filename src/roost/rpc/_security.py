@@ -36,6 +36,16 @@ _METADATA_KEY = "authorization"
 _OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
 
 
+def bearer_token(metadata: Any) -> str:
+    """The token of a call's first ``authorization: Bearer <token>`` metadata ("" if none,
+    or another scheme)."""
+    for key, value in metadata or ():
+        if key == _METADATA_KEY and isinstance(value, str):
+            scheme, _, token = value.partition(" ")
+            return token.strip() if scheme.lower() == "bearer" else ""
+    return ""
+
+
 def node_credential(cluster_key: bytes, node: str) -> str:
     """The credential of ``node`` under ``cluster_key``."""
     if not node or ":" in node:
@@ -130,14 +140,11 @@ class RpcSecurity:
     def caller(self, metadata: Any) -> str | None:
         """The node a call's ``metadata`` authenticates, or ``None``."""
         assert self.cluster_key is not None
-        for key, value in metadata or ():
-            if key == _METADATA_KEY and isinstance(value, str):
-                scheme, _, credential = value.partition(" ")
-                if scheme.lower() != "bearer":
-                    return None
-                node = credential_node(self.cluster_key, credential.strip())
-                return None if node in self.revoked else node
-        return None
+        credential = bearer_token(metadata)
+        if not credential:
+            return None
+        node = credential_node(self.cluster_key, credential)
+        return None if node in self.revoked else node
 
     # --- the client side ----------------------------------------------------------------
 
