@@ -3,7 +3,7 @@ loopback, with agents deployed through the API itself."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,12 +45,23 @@ class Api:
 
 
 @asynccontextmanager
-async def api_server(home: Path, **config: object) -> AsyncIterator[Api]:
-    settings = Settings(home=home, workflows={"engine": "inprocess"})
+async def api_server(
+    home: Path,
+    *,
+    settings: Settings | None = None,
+    services: Iterable[str] | None = None,
+    **config: object,
+) -> AsyncIterator[Api]:
+    """An API server on loopback over a local platform (``settings``: in-process runs in
+    ``home``); ``services`` narrows the services it serves on a NATS bus (default: all)."""
+    settings = settings or Settings(home=home, workflows={"engine": "inprocess"})
     server_config = ServerConfig(
         bind_address="127.0.0.1", api_port=0, health_port=0, heartbeat_s=1.0, **config
     )
-    async with await Platform.open(settings) as platform:
+    platform = await Platform.open(settings, start_services=services is None)
+    async with platform:
+        if services is not None:
+            await platform.start_services(services)
         server = ApiServer(platform, server_config, TOKEN)
         endpoints = await server.start()
         try:

@@ -132,3 +132,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         markers = {mark.name for mark in item.iter_markers()}
         if fixtures & _SLOW_FIXTURES or markers & _SLOW_MARKERS:
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def _daemon_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's own tools-daemon config directory: no test reads the policy, MCP servers
+    or credentials of the user running the suite (local mode runs daemon tools in-process)."""
+    home = tmp_path / "daemon-config"
+    monkeypatch.setenv("ROOST_DAEMON_HOME", str(home))
+    return home

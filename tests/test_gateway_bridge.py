@@ -11,22 +11,19 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 import pytest
 
+from gateway_helpers import RunningGateway, running_daemon, start_gateway
 from roost.bus import Delivery
 from roost.bus._nats import NatsBus
 from roost.devservers.nats import NatsServer
 from roost.gateway import (
     DaemonCaller,
-    DaemonHub,
     DaemonUnavailable,
-    ToolBridge,
-    start_daemon_server,
 )
 from roost.protocol import daemon as wire
 from roost.protocol import new_id, subjects
-from roost.toolsd import DaemonClient, Gateway, HostConfig, ToolHost
+from roost.toolsd import DaemonClient, Gateway
 
 pytestmark = pytest.mark.nats
 
@@ -39,28 +36,8 @@ async def _authenticate(token: str) -> str:
     return TOKENS[token]
 
 
-@dataclass
-class RunningGateway:
-    hub: DaemonHub
-    bridge: ToolBridge
-    bus: NatsBus
-    server: grpc.aio.Server
-    address: Gateway
-
-    async def stop(self) -> None:
-        await self.bridge.close()
-        await self.server.stop(grace=None)
-        await self.bus.close()
-
-
 async def _gateway(url: str, name: str) -> RunningGateway:
-    hub = DaemonHub(_authenticate, gateway_id=name)
-    bus = NatsBus(url, client_name=name)
-    await bus.connect()
-    bridge = ToolBridge(hub, bus)
-    await bridge.start()
-    server, port = await start_daemon_server(hub)
-    return RunningGateway(hub, bridge, bus, server, Gateway.parse(f"http://127.0.0.1:{port}"))
+    return await start_gateway(url, name, _authenticate)
 
 
 @dataclass
@@ -82,23 +59,12 @@ async def cluster(nats_server: NatsServer) -> AsyncIterator[Cluster]:
             await gateway.stop()
 
 
-@contextlib.asynccontextmanager
-async def _daemon(
+def _daemon(
     tmp_path: Path, token: str, gateways: list[Gateway]
-) -> AsyncIterator[DaemonClient]:
+) -> contextlib.AbstractAsyncContextManager[DaemonClient]:
     root = tmp_path / token
     root.mkdir()
-    host = ToolHost(HostConfig(root / "policy.toml", root / "mcp.json", default_root=root))
-    client = DaemonClient(host, gateways, token)
-    stop = asyncio.Event()
-    task = asyncio.create_task(client.run(stop))
-    await asyncio.wait_for(client.connected.wait(), 10)
-    try:
-        yield client
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
-        await host.close()
+    return running_daemon(root, token, gateways, root=root)
 
 
 def _shell(command: str) -> dict[str, object]:

@@ -47,13 +47,35 @@ class ModelNeeds(_Strict):
     embedding: str = ""
 
 
-class ToolDecl(_Strict):
-    """A tool the agent offers to its model: a built-in by ``name``, or a Python function in
-    the agent's folder given by ``entry`` (``module:function``)."""
+RunsOn = Literal["server", "daemon", "anywhere"]
+"""Where a tool runs: ``server`` in the worker, ``daemon`` on the run owner's tools daemon
+(their machine), ``anywhere`` on the daemon when one is connected, else in the worker."""
 
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+
+class ToolDecl(_Strict):
+    """A tool the agent offers to its model: a built-in by ``name``, a Python function in
+    the agent's folder given by ``entry`` (``module:function``), or (``runs_on =
+    "daemon"``) a tool of the run owner's tools daemon, such as ``shell`` or an MCP server's
+    ``<server>.<tool>``."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,63}(\.[A-Za-z0-9_-]{1,64})?$")
     entry: str = ""
     description: str = ""
+    runs_on: RunsOn = "server"
+
+    @model_validator(mode="after")
+    def _placement(self) -> ToolDecl:
+        if self.runs_on == "daemon" and self.entry:
+            raise ValueError(
+                f"tool {self.name!r} runs on the daemon, which has its own tools: drop "
+                "'entry' (or set runs_on = \"anywhere\" to fall back to it in the worker)"
+            )
+        if self.runs_on != "daemon" and "." in self.name:
+            raise ValueError(
+                f"tool {self.name!r}: only daemon tools (MCP tools '<server>.<tool>') have a "
+                "'.' in their name; set runs_on = \"daemon\""
+            )
+        return self
 
     @field_validator("entry")
     @classmethod

@@ -97,6 +97,20 @@ class EnginesConfig(_Section):
     """How long an engine process may take to start before its calls fail."""
 
 
+class ToolsConfig(_Section):
+    daemon: Literal["auto", "local", "gateway", "off"] = "auto"
+    """Where daemon tools (``runs_on = "daemon"`` or ``"anywhere"`` in ``agent.toml``) run:
+    ``local`` in this process, under this machine's daemon policy and MCP config (the
+    monolith); ``gateway`` on the run owner's tools daemon, through whichever gateway holds
+    it over the bus; ``auto`` is ``local`` on the memory bus and ``gateway`` on NATS;
+    ``off`` refuses them. docs/daemon.md."""
+    local_owners: list[str] = []
+    """``local``: the users (ids) of an API server on this process whose runs also get the
+    daemon tools of this machine; runs started here with no owner always do."""
+    timeout_s: float = Field(60.0, gt=0)
+    """The longest a tool call may run (capped by the caller's request timeout)."""
+
+
 class RuntimeConfig(_Section):
     request_timeout_s: float = Field(30.0, gt=0)
     """Default timeout of a service call made by an agent."""
@@ -391,6 +405,7 @@ class Settings(BaseSettings):
     embedding: EmbeddingConfig = EmbeddingConfig()
     engines: EnginesConfig = EnginesConfig()
     runtime: RuntimeConfig = RuntimeConfig()
+    tools: ToolsConfig = ToolsConfig()
     agents: AgentsConfig = AgentsConfig()
     workflows: WorkflowsConfig = WorkflowsConfig()
     distributed: DistributedConfig = DistributedConfig()

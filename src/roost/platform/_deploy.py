@@ -261,12 +261,13 @@ class AgentDeployer:
                     load_entry(folder, decl.entry, key=key)
                 except EntryPointError as exc:
                     raise ManifestError(file, f"tools.{i}.entry", problem(exc)) from None
-            elif decl.name not in builtins:
+            elif decl.name not in builtins and decl.runs_on != "daemon":
                 raise ManifestError(
                     file,
                     f"tools.{i}.name",
                     f"no built-in tool {decl.name!r} (built-ins: {', '.join(sorted(builtins))}); "
-                    "give 'entry' for a tool of your own",
+                    "give 'entry' for a tool of your own, or runs_on = \"daemon\" for one of "
+                    "the user's tools daemon",
                 )
         if manifest.runtime == "python":
             assert isinstance(manifest.entry, str)

@@ -18,6 +18,7 @@ from roost.auth import load_signer, load_verifier
 from roost.bus import Bus, create_bus
 from roost.config import Settings
 from roost.engines import EngineSet, default_models
+from roost.gateway import DaemonCaller
 from roost.platform._deploy import AgentDeployer
 from roost.platform._models import ModelCatalog, model_record, register_defaults
 from roost.platform._sessions import fork_session
@@ -55,7 +56,7 @@ from roost.services.agents import AgentCallService
 from roost.services.embedding import EmbeddingService
 from roost.services.inference import InferenceService
 from roost.services.kv import KvService
-from roost.services.tools import ToolService
+from roost.services.tools import Daemons, ToolService
 from roost.services.vectors import VectorService
 from roost.stores import (
     AgentRecord,
@@ -69,7 +70,8 @@ from roost.stores import (
     Stores,
     open_stores,
 )
-from roost.tools import Tool, builtin_tools, tool_from_function
+from roost.tools import DeclaredTool, Tool, builtin_tools, tool_from_function
+from roost.toolsd import DaemonPaths, HostConfig, LocalDaemon
 
 log = logging.getLogger("roost.platform")
 
@@ -131,7 +133,9 @@ class Platform:
         self.harness = Harness(
             bus, stores.state, self.executor, run_timeout_s=settings.runtime.run_timeout_s
         )
-        self._tool_cache: dict[tuple[str, int], dict[str, Tool]] = {}
+        self._tool_cache: dict[tuple[str, int], dict[str, DeclaredTool]] = {}
+        self._daemons: Daemons | None = None
+        self._local_daemon: LocalDaemon | None = None
         self._agent_cache: LruCache[tuple[str, int], AgentRecord] = LruCache(256)
         self.projection: EventProjection | None = None
 
@@ -255,7 +259,12 @@ class Platform:
             ),
             "kv": lambda: KvService(bus, stores.require_kv()),
             "vec": lambda: VectorService(bus, stores.require_vectors()),
-            "tool": lambda: ToolService(bus, self.agent_tools),
+            "tool": lambda: ToolService(
+                bus,
+                self.agent_tools,
+                daemons=self.daemons(),
+                timeout_s=self.settings.tools.timeout_s,
+            ),
             "agent": lambda: AgentCallService(bus, self._run_called_agent),
         }
         grants = load_verifier(self.settings.bus.grant_public_key_file)
@@ -264,6 +273,26 @@ class Platform:
             worker.grants = grants
             await worker.start()
             self.workers.append(worker)
+
+    def daemons(self) -> Daemons | None:
+        """How this process reaches users' tools daemons (``[tools] daemon``): the gateways
+        over the bus, or (local mode) a tools host in this process, started on first use."""
+        mode = self.settings.tools.daemon
+        if mode == "auto":
+            mode = "local" if self.settings.bus.backend == "memory" else "gateway"
+        if mode == "off":
+            return None
+        if self._daemons is None:
+            if mode == "local":
+                paths = DaemonPaths.default()
+                self._local_daemon = LocalDaemon(
+                    HostConfig(policy_file=paths.policy, mcp_file=paths.mcp),
+                    owners=frozenset({"", *self.settings.tools.local_owners}),
+                )
+                self._daemons = self._local_daemon
+            else:
+                self._daemons = DaemonCaller(self.bus)
+        return self._daemons
 
     async def close(self) -> None:
         # runs first (they need the services), then the services, then what they use
@@ -274,6 +303,8 @@ class Platform:
         for worker in reversed(self.workers):
             await worker.stop()
         self.workers.clear()
+        if self._local_daemon is not None:
+            await self._local_daemon.close()
         for runtime in self.runtimes.values():
             await runtime.close()
         await self.provider.stop()
@@ -337,9 +368,10 @@ class Platform:
         await self._record(name)  # deleting needs no files here (nor their environments)
         await self.stores.registry.delete_agent(name)
 
-    async def agent_tools(self, agent: str, version: int = 0) -> dict[str, Tool]:
-        """The tools ``agent`` (deployed ``version``; 0: the latest) declares, loaded from
-        built-ins and its deployed folder. A version's tools never change: they are cached."""
+    async def agent_tools(self, agent: str, version: int = 0) -> dict[str, DeclaredTool]:
+        """The tools ``agent`` (deployed ``version``; 0: the latest) declares, by the name a
+        model is offered, with the implementations of those that run in the worker (from
+        built-ins and its deployed folder). A version's tools never change: they are cached."""
         cached = self._tool_cache.get((agent, version)) if version else None
         if cached is not None:
             return cached
@@ -349,17 +381,26 @@ class Platform:
             return cached
         manifest = parse_manifest(record.manifest, f"{record.path}/agent.toml")
         builtins = builtin_tools()
-        tools: dict[str, Tool] = {}
+        tools: dict[str, DeclaredTool] = {}
         for decl in manifest.tools:
+            server: Tool | None = None
             if decl.entry:
                 fn = load_entry(record.path, decl.entry, key=f"{record.name}_v{record.version}")
-                tools[decl.name] = tool_from_function(
-                    fn, name=decl.name, description=decl.description
-                )
+                server = tool_from_function(fn, name=decl.name, description=decl.description)
             elif decl.name in builtins:
-                tools[decl.name] = builtins[decl.name]
-            else:
-                raise NotFoundError(f"agent {agent!r} declares unknown tool {decl.name!r}")
+                server = builtins[decl.name]
+            elif decl.runs_on != "daemon":
+                raise NotFoundError(
+                    f"agent {agent!r} declares tool {decl.name!r}, which is no built-in "
+                    f"({', '.join(sorted(builtins))}) and has no 'entry'"
+                    + (
+                        '; a tool of the user\'s tools daemon needs runs_on = "daemon"'
+                        if decl.runs_on == "server"
+                        else ""
+                    )
+                )
+            tool = DeclaredTool(decl.name, decl.runs_on, decl.description, server)
+            tools[tool.offered_name] = tool
         self._tool_cache[(record.name, record.version)] = tools
         return tools
 

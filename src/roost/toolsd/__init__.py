@@ -8,9 +8,10 @@ its own local policy on every call. It is a separate, light program: it imports 
 See ``docs/daemon.md`` for set-up, the security model, the policy file and MCP.
 """
 
-from roost.toolsd._builtin import Builtins
+from roost.toolsd._builtin import BUILTIN_SPECS, Builtins
 from roost.toolsd._connection import DaemonClient, DaemonStopped, Gateway, TlsMode
 from roost.toolsd._host import HostConfig, OpError, ToolHost
+from roost.toolsd._local import LocalDaemon
 from roost.toolsd._main import read_pid
 from roost.toolsd._mcp import McpConfigError, McpServerConfig, load_mcp_config
 from roost.toolsd._paths import (
@@ -23,6 +24,7 @@ from roost.toolsd._paths import (
 from roost.toolsd._policy import Policy, PolicyDenied, PolicyError, load_policy
 
 __all__ = [
+    "BUILTIN_SPECS",
     "Builtins",
     "Credentials",
     "CredentialsError",
@@ -31,6 +33,7 @@ __all__ = [
     "DaemonStopped",
     "Gateway",
     "HostConfig",
+    "LocalDaemon",
     "McpConfigError",
     "McpServerConfig",
     "OpError",

@@ -112,15 +112,15 @@ class Builtins:
         self.processes: dict[str, BackgroundProcess] = {}
         self._next = 0
         self.tools: dict[str, tuple[ToolFn, dict[str, Any]]] = {
-            "shell": (self.shell, _SPECS["shell"]),
-            "read_file": (self.read_file, _SPECS["read_file"]),
-            "write_file": (self.write_file, _SPECS["write_file"]),
-            "list_files": (self.list_files, _SPECS["list_files"]),
-            "search_files": (self.search_files, _SPECS["search_files"]),
-            "process_start": (self.process_start, _SPECS["process_start"]),
-            "process_list": (self.process_list, _SPECS["process_list"]),
-            "process_kill": (self.process_kill, _SPECS["process_kill"]),
-            "process_logs": (self.process_logs, _SPECS["process_logs"]),
+            "shell": (self.shell, BUILTIN_SPECS["shell"]),
+            "read_file": (self.read_file, BUILTIN_SPECS["read_file"]),
+            "write_file": (self.write_file, BUILTIN_SPECS["write_file"]),
+            "list_files": (self.list_files, BUILTIN_SPECS["list_files"]),
+            "search_files": (self.search_files, BUILTIN_SPECS["search_files"]),
+            "process_start": (self.process_start, BUILTIN_SPECS["process_start"]),
+            "process_list": (self.process_list, BUILTIN_SPECS["process_list"]),
+            "process_kill": (self.process_kill, BUILTIN_SPECS["process_kill"]),
+            "process_logs": (self.process_logs, BUILTIN_SPECS["process_logs"]),
         }
 
     def specs(self) -> list[dict[str, Any]]:
@@ -324,7 +324,8 @@ def _spec(
 
 _STR = {"type": "string"}
 _CWD = {"type": "string", "description": "working directory (inside the daemon's roots)"}
-_SPECS: dict[str, dict[str, Any]] = {
+#: The built-in tools' specs (name, description, JSON-schema parameters), by name.
+BUILTIN_SPECS: dict[str, dict[str, Any]] = {
     "shell": _spec(
         "shell",
         "Run a shell command on the user's machine; returns its exit code and output.",

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 import grpc
 
 from roost.protocol import daemon as wire
-from roost.toolsd._host import OpError, ToolHost
+from roost.toolsd._host import ToolHost
 
 log = logging.getLogger("roost.toolsd")
 
@@ -245,21 +245,7 @@ class DaemonClient:
             await channel.close(grace=None)
 
     async def _serve(self, call: wire.Call, outbox: asyncio.Queue[wire.DaemonFrame | None]) -> None:
-        try:
-            body = await self.host.handle(call.id, call.op, call.body, call.timeout_s)
-            reply = wire.Reply(id=call.id, body=body)
-        except OpError as exc:
-            reply = wire.Reply(id=call.id, ok=False, error=exc.info)
-        except Exception as exc:  # a bug in the daemon: report it, keep serving
-            log.exception("operation %s failed", call.op)
-            from roost.protocol import ErrorInfo
-
-            reply = wire.Reply(
-                id=call.id,
-                ok=False,
-                error=ErrorInfo(code="internal", message=f"{type(exc).__name__}: {exc}"),
-            )
-        outbox.put_nowait(reply)
+        outbox.put_nowait(await self.host.answer(call))
 
 
 def _describe(exc: BaseException) -> str:

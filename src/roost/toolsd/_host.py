@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from roost.protocol import ErrorInfo
+from roost.protocol import daemon as wire
 from roost.toolsd._builtin import Builtins, ToolInputError
 from roost.toolsd._mcp import McpServers, load_mcp_config
 from roost.toolsd._policy import Policy, PolicyDenied, load_policy
@@ -109,6 +110,19 @@ class ToolHost:
         }
 
     # --- operations -------------------------------------------------------------------
+
+    async def answer(self, call: wire.Call) -> wire.Reply:
+        """Run ``call`` and say how it went: a failed operation (or a bug of the daemon,
+        logged) is a reply with ``ok=False``, so whoever asked always hears back."""
+        try:
+            body = await self.handle(call.id, call.op, call.body, call.timeout_s)
+            return wire.Reply(id=call.id, body=body)
+        except OpError as exc:
+            return wire.Reply(id=call.id, ok=False, error=exc.info)
+        except Exception as exc:
+            log.exception("operation %s failed", call.op)
+            error = ErrorInfo(code="internal", message=f"{type(exc).__name__}: {exc}")
+            return wire.Reply(id=call.id, ok=False, error=error)
 
     async def handle(
         self, call_id: str, op: str, body: dict[str, Any], timeout_s: float
