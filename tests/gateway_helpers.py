@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 
+from roost.auth import GrantVerifier
 from roost.bus._nats import NatsBus
 from roost.gateway import Authenticate, DaemonHub, ToolBridge, start_daemon_server
 from roost.toolsd import DaemonClient, Gateway, HostConfig, ToolHost
@@ -32,12 +33,15 @@ class RunningGateway:
         await self.bus.close()
 
 
-async def start_gateway(url: str, name: str, authenticate: Authenticate) -> RunningGateway:
-    """A gateway ``name`` on NATS ``url`` taking daemons on a free loopback port."""
+async def start_gateway(
+    url: str, name: str, authenticate: Authenticate, *, grants: GrantVerifier | None = None
+) -> RunningGateway:
+    """A gateway ``name`` on NATS ``url`` taking daemons on a free loopback port (checking
+    runs' ``grants`` if given)."""
     hub = DaemonHub(authenticate, gateway_id=name)
     bus = NatsBus(url, client_name=name)
     await bus.connect()
-    bridge = ToolBridge(hub, bus)
+    bridge = ToolBridge(hub, bus, grants=grants)
     await bridge.start()
     server, port = await start_daemon_server(hub)
     return RunningGateway(hub, bridge, bus, server, Gateway.parse(f"http://127.0.0.1:{port}"))

@@ -116,3 +116,50 @@ def test_a_nats_config_with_every_user_is_accepted(tmp_path: Path) -> None:
     conf.write_text(nats_authorization(PASSWORDS))
     with NatsServer(jetstream=False, extra_args=["-c", str(conf)]) as server:
         assert server.is_running
+
+
+async def test_only_gateways_serve_daemons_and_runs_reach_them_on_the_tools_subjects(
+    as_user,
+) -> None:  # type: ignore[no-untyped-def]
+    gateway, agent, kv = await as_user("gateway"), await as_user("agent"), await as_user("kv")
+    operator = await as_user("operator")
+    await gateway.subscribe("roost.v1.tools.request.sync.*", _answer)
+    await gateway.subscribe("roost.v1.daemon.command.*", _answer)
+    heard: list[bytes] = []
+
+    async def impostor(delivery: Delivery) -> None:
+        heard.append(bytes(delivery.data))
+        await _answer(delivery)
+
+    # the agent role may not pose as a gateway (its subscriptions are never registered)
+    await agent.subscribe("roost.v1.tools.request.sync.*", impostor)
+    await agent.subscribe("roost.v1.daemon.command.*", impostor)
+    await asyncio.sleep(0.2)
+    # a run's tool service calls daemons on the tools subject; the platform on the command one
+    assert await agent.request("roost.v1.tools.request.sync.u1", b"call", 5) == b"pong:call"
+    assert await operator.request("roost.v1.daemon.command.u1", b"ls", 5) == b"pong:ls"
+    # a worker running agents cannot send the platform's commands, nor a storage worker calls
+    with pytest.raises((NoRespondersError, ServiceTimeoutError)):
+        await agent.request("roost.v1.daemon.command.u1", b"kill", 2)
+    with pytest.raises((NoRespondersError, ServiceTimeoutError)):
+        await kv.request("roost.v1.tools.request.sync.u1", b"call", 2)
+    assert heard == []
+    # a fire-and-forget result reaches the requester's inbox
+    got: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def collect(delivery: Delivery) -> None:
+        got.put_nowait(bytes(delivery.data))
+
+    events: list[bytes] = []
+
+    async def watch(delivery: Delivery) -> None:
+        events.append(bytes(delivery.data))
+
+    await agent.subscribe("_INBOX_agent.results", collect)
+    await (await as_user("harness")).subscribe("roost.v1.events.>", watch)
+    await asyncio.sleep(0.2)
+    await gateway.publish("roost.v1.events.s1", b"forged")  # nothing else of the platform
+    await gateway.publish("_INBOX_agent.results", b"done")
+    assert await asyncio.wait_for(got.get(), 5) == b"done"
+    await asyncio.sleep(0.2)
+    assert events == []

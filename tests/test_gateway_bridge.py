@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway_helpers import RunningGateway, running_daemon, start_gateway
+from roost.auth import GrantSigner, GrantVerifier
 from roost.bus import Delivery
 from roost.bus._nats import NatsBus
 from roost.devservers.nats import NatsServer
@@ -21,8 +23,8 @@ from roost.gateway import (
     DaemonCaller,
     DaemonUnavailable,
 )
+from roost.protocol import RoostError, new_id, subjects
 from roost.protocol import daemon as wire
-from roost.protocol import new_id, subjects
 from roost.toolsd import DaemonClient, Gateway
 
 pytestmark = pytest.mark.nats
@@ -151,3 +153,50 @@ async def test_a_call_survives_its_gateway_dying_and_runs_once(
         assert reply.ok and reply.body["output"]["output"].strip() == "survived"
         assert reply.gateway == second.hub.gateway_id  # answered through the other gateway
         assert alice.connects == 2 and alice.host.calls_run == 1  # reconnected; ran once
+
+
+async def test_gateways_serve_a_run_only_its_owners_daemon(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """With grants on, a request on a user's tools subject runs only with a run grant whose
+    owner is that user: a worker running many users' agents reaches no other daemon."""
+    key = Ed25519PrivateKey.generate()
+    signer = GrantSigner(key)
+    gateway = await start_gateway(
+        nats_server.url, "gw", _authenticate, grants=GrantVerifier(key.public_key())
+    )
+    bus = NatsBus(nats_server.url, client_name="worker")
+    await bus.connect()
+    caller = DaemonCaller(bus, resend_s=1.0, online_ttl_s=0)
+    try:
+        async with _daemon(tmp_path, "tok-alice", [gateway.address]):
+            alices_run = signer.grant("helper", "s1", "main", owner="alice")
+            reply = await caller.call("alice", "tool.call", _shell("echo ok"), grant=alices_run)
+            assert reply.ok and reply.body["output"]["output"].strip() == "ok"
+            assert await caller.online("alice", grant=alices_run) is not None
+            refused = {
+                "no grant": "",
+                "bob's run": signer.grant("helper", "s2", "main", owner="bob"),
+                "a forgery": "g2.e30." + "A" * 86,
+                "another key's": GrantSigner(Ed25519PrivateKey.generate()).grant(
+                    "helper", "s1", "main", owner="alice"
+                ),
+            }
+            for why, grant in refused.items():
+                reply = await caller.call("alice", "tool.call", _shell("echo no"), grant=grant)
+                assert not reply.ok and reply.error is not None, why
+                assert reply.error.code == "auth", (why, reply.error)
+            with pytest.raises(RoostError, match="another user's run"):
+                await caller.online("alice", grant=refused["bob's run"])
+            # the tools subjects carry runs' operations only, grant or not
+            request = wire.DaemonRequest(user="alice", op="process_kill", grant=alices_run)
+            data = await bus.request(
+                subjects.tools_sync("alice"), wire.encode_frame(request), timeout=5
+            )
+            assert wire.decode_daemon_reply(data).error.code == "invalid_request"  # type: ignore[union-attr]
+            # the platform's own operations (the command subject) need no run grant
+            status = await caller.call("alice", "status", timeout_s=5)
+            assert status.ok and status.body["calls_run"] == 1
+    finally:
+        await bus.close()
+        await gateway.stop()

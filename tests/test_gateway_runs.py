@@ -2,7 +2,8 @@
 (running the agent), a tool worker (a separate platform serving only the tool service) and
 two gateways; the daemon is connected to one of them with a daemon token made through the
 API. The agent runs ``shell`` and a tool of a real MCP server (made with the ``mcp`` SDK) on
-the daemon; the daemon's policy refuses what it denies; a user with no daemon gets a clear,
+the daemon, its requests carrying the run's grant, which the gateways check; the daemon's
+policy refuses what it denies; a user with no daemon gets a clear,
 retryable error naming ``roost daemon start`` within the request timeout."""
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from agent_helpers import make_agent
 from api_helpers import Api, api_server, make_user
 from gateway_helpers import RunningGateway, running_daemon, start_gateway
 from roost.agents import pack_folder
-from roost.auth import Authenticator
+from roost.auth import Authenticator, load_verifier, write_grant_keys
 from roost.config import Settings
 from roost.devservers.nats import NatsServer
 from roost.gateway import daemon_authenticator
@@ -59,10 +60,18 @@ runs_on = "daemon"
 """
 
 
-def _settings(home: Path, nats: str, db: str, **runtime: Any) -> Settings:
+def _settings(home: Path, nats: str, db: str, keys: tuple[Path, Path], **runtime: Any) -> Settings:
+    """Settings of a platform process on the test's NATS and database; its runs sign their
+    requests with the grant key and its services (the tool service too) check them."""
+    private, public = keys
     return Settings(
         home=home,
-        bus={"backend": "nats", "url": nats},
+        bus={
+            "backend": "nats",
+            "url": nats,
+            "grant_key_file": private,
+            "grant_public_key_file": public,
+        },
         state={"url": db},
         workflows={"engine": "inprocess"},
         runtime=runtime,
@@ -91,21 +100,23 @@ async def test_a_run_uses_its_owners_daemon_through_a_gateway(
     nats_server: NatsServer, tmp_path: Path
 ) -> None:
     db = f"sqlite:///{tmp_path / 'roost.db'}"
+    keys = write_grant_keys(tmp_path / "grant-keys")
     api_settings = _settings(
-        tmp_path / "api", nats_server.url, db, request_timeout_s=REQUEST_TIMEOUT_S
+        tmp_path / "api", nats_server.url, db, keys, request_timeout_s=REQUEST_TIMEOUT_S
     )
     services = [s for s in LOCAL_SERVICES if s != "tool"]
     gateways: list[RunningGateway] = []
     async with (
         api_server(tmp_path / "api", settings=api_settings, services=services) as api,
-        _tool_worker(_settings(tmp_path / "worker", nats_server.url, db)),
+        _tool_worker(_settings(tmp_path / "worker", nats_server.url, db, keys)),
     ):
         assert api.platform.stores.db is not None
         authenticate = daemon_authenticator(
             Authenticator(SqlPrincipalStore(api.platform.stores.db))
         )
+        grants = load_verifier(keys[1])  # the gateways serve a run only its owner's daemon
         for name in ("gw1", "gw2"):
-            gateways.append(await start_gateway(nats_server.url, name, authenticate))
+            gateways.append(await start_gateway(nats_server.url, name, authenticate, grants=grants))
         try:
             erin, erin_token = await make_user(api, "erin")
             _, bob_token = await make_user(api, "bob")

@@ -107,6 +107,16 @@ class GrantVerifier:
                 "branch or owner than the request names"
             )
 
+    def owner_of(self, grant: str) -> str:
+        """The owner a valid, unexpired ``grant`` names (``""``: a run without an owner).
+        Raises :class:`GrantError` (code ``auth``) for a missing, forged or expired one."""
+        if not grant:
+            raise GrantError("the request carries no run grant")
+        _, _, _, owner, expires = self._claims(grant)
+        if expires < time.time():
+            raise GrantError("the run grant has expired")
+        return owner
+
     def _claims(self, grant: str) -> _Claims:
         known = self._verified.get(grant)
         if known is not None:

@@ -11,7 +11,13 @@ What the roles do on the bus (all subjects under ``roost.v1``):
   to the ``ROOST_EVENTS`` stream) and takes a waiting run's answer;
 - the ``harness`` watches runs' events, delivers answers, and pings services on deploy;
 - ``projection`` consumes the ``ROOST_EVENTS`` stream into the session DAG;
-- ``roostd`` only checks that NATS answers before it starts workers.
+- ``roostd`` only checks that NATS answers before it starts workers;
+- ``gateway`` (``roost server gateway``) serves users' tools daemons: it takes requests on
+  the per-user tools and command subjects, answers them, forwards a fire-and-forget request
+  to the gateway holding the daemon, publishes its result to the requester's inbox and
+  terminals' output. The ``agent`` role's tool service calls daemons on the tools subjects
+  only (with its runs' grants, which gateways check); the command subject is for the
+  platform's own processes (``operator``).
 
 Replies come back on each user's own inbox prefix (``_INBOX_<user>.``, which
 :class:`~roost.bus.NatsBus` uses when it connects as a user), so no user can read the
@@ -31,7 +37,7 @@ from roost.protocol import subjects
 #: The roles' users, plus ``roostd`` (its preflight) and ``operator`` (everything). Roles
 #: off the bus (the coordination services) have one too: their processes open the
 #: platform, which connects, and may do no more than make sure the events stream exists.
-BUS_USERS = (*sorted(ROLE_BY_NAME), "roostd", "operator")
+BUS_USERS = (*sorted(ROLE_BY_NAME), "roostd", "gateway", "operator")
 
 _SVC = f"{subjects.PREFIX}.svc"
 _EVENTS = f"{subjects.PREFIX}.events.>"
@@ -80,6 +86,23 @@ def role_permissions(user: str) -> BusPermissions:
     inbox = (f"{inbox_prefix(user)}.>",)
     if user == "roostd":
         return BusPermissions(publish=(), subscribe=inbox)
+    if user == "gateway":
+        return BusPermissions(
+            publish=(
+                subjects.ALL_TOOLS_SYNC,  # forwarding to the gateway holding the daemon
+                f"{subjects.PREFIX}.daemon.terminal.>",
+                # fire-and-forget results go to the requester's inbox, which only it reads
+                *(f"{inbox_prefix(u)}.>" for u in BUS_USERS if u not in ("roostd", "gateway")),
+            ),
+            subscribe=(
+                *inbox,
+                subjects.ALL_TOOLS_SYNC,
+                subjects.ALL_TOOLS_REQUESTS,
+                subjects.ALL_DAEMON_COMMANDS,
+                subjects.ALL_TERMINAL_INPUT,
+            ),
+            responds=True,
+        )
     role = ROLE_BY_NAME.get(user)
     if role is None:
         raise ValueError(f"no bus user {user!r} (bus users: {', '.join(BUS_USERS)})")
@@ -88,7 +111,8 @@ def role_permissions(user: str) -> BusPermissions:
     if "infer" in role.services:
         publish.append(_EVENTS)  # token events, as they are generated
     if user == "agent":
-        publish += [f"{_SVC}.>", _EVENTS]
+        # its tool service reaches the daemons of its runs' owners
+        publish += [f"{_SVC}.>", _EVENTS, subjects.ALL_TOOLS_SYNC, subjects.ALL_TOOLS_REQUESTS]
         subscribe.append(_ANSWERS)
     elif user == "harness":
         publish += [f"{_SVC}.*", _ANSWERS]  # a deploy pings each service it needs

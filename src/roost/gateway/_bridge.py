@@ -12,6 +12,12 @@ Two patterns, on per-user subjects (``roost.protocol.subjects``):
 
 A request whose ``user`` is not its subject's user is dropped and logged: subjects are
 what NATS permissions partition, so the body cannot widen them.
+
+The tools subjects carry runs' operations (:data:`~roost.protocol.daemon.RUN_OPS`). With
+``grants`` set, a request there is served only if it carries a valid run grant whose owner
+is the subject's user, so a process that may publish there (a worker running agents of many
+users) still reaches only the daemon of the user whose run it is. The command subject
+carries the platform's own operations, for processes the bus permissions let publish there.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from roost.auth import GrantError, GrantVerifier
 from roost.bus import Bus, Delivery, Subscription
 from roost.gateway._hub import DaemonHub, DaemonOffline
 from roost.protocol import ErrorInfo, ProtocolError, RoostError, subjects
@@ -26,13 +33,16 @@ from roost.protocol import daemon as wire
 
 log = logging.getLogger("roost.gateway")
 
+_COMMANDS = subjects.ALL_DAEMON_COMMANDS.removesuffix("*")
+
 
 class ToolBridge:
     """Serves ``hub``'s daemons to the bus."""
 
-    def __init__(self, hub: DaemonHub, bus: Bus) -> None:
+    def __init__(self, hub: DaemonHub, bus: Bus, *, grants: GrantVerifier | None = None) -> None:
         self.hub = hub
         self.bus = bus
+        self.grants = grants
         self._subscriptions: list[Subscription] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -83,8 +93,36 @@ class ToolBridge:
             self._spawn(self._answer(delivery, request))
 
     async def _answer(self, delivery: Delivery, request: wire.DaemonRequest) -> None:
-        reply = await self._run(request)
+        refusal = self._refusal(delivery.subject, request)
+        reply = refusal or await self._run(request)
         await delivery.respond(wire.encode_frame(reply))
+
+    def _refusal(self, subject: str, request: wire.DaemonRequest) -> wire.DaemonReply | None:
+        """Why a request on a tools subject may not run (``None``: it may)."""
+        if subject.startswith(_COMMANDS):
+            return None
+        if request.op not in wire.RUN_OPS:
+            return _failed(
+                request.id,
+                "invalid_request",
+                f"{request.op} is not an operation of runs (the tools subjects carry "
+                f"{', '.join(sorted(wire.RUN_OPS))})",
+            )
+        if self.grants is None:
+            return None
+        try:
+            owner = self.grants.owner_of(request.grant)
+        except GrantError as exc:
+            log.warning("refused %s for %s: %s", request.op, request.user, exc)
+            return _failed(request.id, "auth", f"{request.op}: {exc}")
+        if owner != request.user:
+            log.warning(
+                "refused %s for %s: the run grant is for owner %r", request.op, request.user, owner
+            )
+            return _failed(
+                request.id, "auth", f"{request.op}: the run grant is for another user's run"
+            )
+        return None
 
     async def _run(self, request: wire.DaemonRequest) -> wire.DaemonReply:
         if request.op == "online":
@@ -108,15 +146,18 @@ class ToolBridge:
     async def _on_fire_and_forget(self, delivery: Delivery) -> None:
         request = self._decode(delivery)
         if request is not None:
-            self._spawn(self._forward(request))
+            self._spawn(self._forward(delivery.subject, request))
 
-    async def _forward(self, request: wire.DaemonRequest) -> None:
-        if self.hub.holder(request.user) is not None:
+    async def _forward(self, subject: str, request: wire.DaemonRequest) -> None:
+        refusal = self._refusal(subject, request)
+        if refusal is not None:
+            reply = refusal
+        elif self.hub.holder(request.user) is not None:
             reply = await self._run(request)
-        else:  # another gateway holds the daemon, if any does: ask them all
+        else:  # another gateway holds the daemon, if any does: ask them all (grant and all)
             try:
                 data = await self.bus.request(
-                    subjects.daemon_command(request.user),
+                    subjects.tools_sync(request.user),
                     wire.encode_frame(request),
                     timeout=request.timeout_s + 5.0,
                 )

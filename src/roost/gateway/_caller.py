@@ -50,15 +50,20 @@ class DaemonCaller:
         self.online_ttl_s = online_ttl_s
         self._online: dict[str, tuple[float, dict[str, Any] | None]] = {}
 
-    async def online(self, user: str) -> dict[str, Any] | None:
+    async def online(self, user: str, *, grant: str = "") -> dict[str, Any] | None:
         """The connected daemon's description, or ``None`` when no gateway holds one
-        (cached ``online_ttl_s``, so a burst of calls asks once)."""
+        (cached ``online_ttl_s``, so a burst of calls asks once). A run asks with its
+        ``grant``; a refused grant raises ``RoostError`` (code ``auth``)."""
         cached = self._online.get(user)
         if cached is not None and time.monotonic() - cached[0] < self.online_ttl_s:
             return cached[1]
-        request = wire.DaemonRequest(user=user, op="online", timeout_s=self.online_timeout_s)
+        request = wire.DaemonRequest(
+            user=user, op="online", timeout_s=self.online_timeout_s, grant=grant
+        )
         try:
-            reply = await self._ask(subjects.daemon_command(user), request, self.online_timeout_s)
+            reply = await self._ask(_subject(request), request, self.online_timeout_s)
+            if not reply.ok and reply.error is not None and reply.error.code == "auth":
+                raise RoostError.from_info(reply.error)
             info = reply.body if reply.ok else None
         except (NoRespondersError, ServiceTimeoutError):
             info = None
@@ -73,13 +78,22 @@ class DaemonCaller:
         *,
         timeout_s: float = 60.0,
         call_id: str | None = None,
+        grant: str = "",
     ) -> wire.DaemonReply:
         """Run ``op`` on ``user``'s daemon. Raises :class:`DaemonUnavailable` when no daemon
-        answers within ``timeout_s``; a failed operation is a reply with ``ok=False``."""
+        answers within ``timeout_s``; a failed operation is a reply with ``ok=False``.
+
+        A run's operations (:data:`~roost.protocol.daemon.RUN_OPS`) go on the user's tools
+        subject with the run's ``grant``; the platform's own go on the command subject."""
         request = wire.DaemonRequest(
-            user=user, op=op, body=body or {}, timeout_s=timeout_s, id=call_id or new_id()
+            user=user,
+            op=op,
+            body=body or {},
+            timeout_s=timeout_s,
+            id=call_id or new_id(),
+            grant=grant,
         )
-        subject = subjects.tools_sync(user) if op == "tool.call" else subjects.daemon_command(user)
+        subject = _subject(request)
         deadline = time.monotonic() + timeout_s
         while True:
             left = deadline - time.monotonic()
@@ -108,3 +122,9 @@ class DaemonCaller:
             return wire.decode_daemon_reply(data)
         except ProtocolError as exc:
             raise RoostError(f"a gateway answered {request.op} with garbage: {exc}") from None
+
+
+def _subject(request: wire.DaemonRequest) -> str:
+    if request.op in wire.RUN_OPS and (request.grant or request.op != "online"):
+        return subjects.tools_sync(request.user)
+    return subjects.daemon_command(request.user)

@@ -157,6 +157,17 @@ class DaemonRequest(msgspec.Struct, frozen=True, omit_defaults=True):
     """Stable across retries of one call, so the daemon runs it at most once."""
     reply_to: str = ""
     """For fire-and-forget requests: where the gateway publishes the :class:`DaemonReply`."""
+    grant: str = ""
+    """On the tools subjects: the run grant of the run making the call (``roost.auth``).
+    Gateways with grants on serve a request there only if its grant's owner is ``user``."""
+
+
+RUN_OPS = frozenset({"tool.call", "tool.specs", "tool.cancel", "online", "config.reload"})
+"""The operations of the tools subjects (``tools_sync``, ``tools_request``): what a run does,
+with its grant (and a config reload, harmless: the daemon re-reads its own files).
+Everything else (status, files, processes, terminals: the platform's own requests for a
+user's browser) goes on ``daemon_command``, which bus permissions keep to platform
+processes."""
 
 
 class DaemonReply(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -216,6 +227,7 @@ __all__ = [
     "CONNECT_METHOD",
     "DAEMON_SERVICE",
     "HEARTBEAT_S",
+    "RUN_OPS",
     "SILENCE_LIMIT_S",
     "Beat",
     "Call",

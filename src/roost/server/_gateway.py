@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 
-from roost.auth import Authenticator, JwtVerifier
+from roost.auth import Authenticator, JwtVerifier, load_verifier
 from roost.bus import create_bus
 from roost.config import ConfigError, Settings
 from roost.gateway import DaemonHub, ToolBridge, daemon_authenticator, start_daemon_server
@@ -65,7 +65,7 @@ async def serve_gateway(settings: Settings, *, announce: Any = print) -> None:
             password=settings.bus.password(),
         )
         await bus.connect()
-        bridge = ToolBridge(hub, bus)
+        bridge = ToolBridge(hub, bus, grants=load_verifier(settings.bus.grant_public_key_file))
         await bridge.start()
         try:
             server, port = await start_daemon_server(

@@ -49,7 +49,7 @@ class Daemons(Protocol):
     """Users' tools daemons: ``roost.gateway.DaemonCaller`` (over the bus, to whichever
     gateway holds the daemon) or ``roost.toolsd.LocalDaemon`` (in this process)."""
 
-    async def online(self, user: str) -> dict[str, Any] | None: ...
+    async def online(self, user: str, *, grant: str = "") -> dict[str, Any] | None: ...
 
     async def call(
         self,
@@ -59,6 +59,7 @@ class Daemons(Protocol):
         *,
         timeout_s: float = 60.0,
         call_id: str | None = None,
+        grant: str = "",
     ) -> wire.DaemonReply: ...
 
 
@@ -137,14 +138,17 @@ class ToolService(ServiceWorker):
         is needed)."""
         if self.daemons is None or all(t.runs_on == "server" for t in tools.values()):
             return None
-        if await self.daemons.online(request.owner) is None:
+        if await self.daemons.online(request.owner, grant=request.grant) is None:
             return None
         cached = self._daemon_specs.get(request.owner)
         if cached is not None and time.monotonic() - cached[0] < SPECS_TTL_S:
             return cached[1]
         try:
             reply = await self.daemons.call(
-                request.owner, "tool.specs", timeout_s=self._budget(request, cap=5.0)
+                request.owner,
+                "tool.specs",
+                timeout_s=self._budget(request, cap=5.0),
+                grant=request.grant,
             )
         except ServiceUnavailableError:
             return None
@@ -193,6 +197,7 @@ class ToolService(ServiceWorker):
             {"name": tool.name, "arguments": call.arguments},
             timeout_s=self._budget(request, cap=self.timeout_s),
             call_id=request.id,  # a redelivered request is the same call: it runs once
+            grant=request.grant,  # gateways check the run is the daemon's user's
         )
         if not reply.ok:
             error = reply.error

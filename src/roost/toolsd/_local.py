@@ -41,7 +41,7 @@ class LocalDaemon:
                 self._host = host
             return self._host
 
-    async def online(self, user: str) -> dict[str, Any] | None:
+    async def online(self, user: str, *, grant: str = "") -> dict[str, Any] | None:
         """The host's status (a local daemon is always there), or ``None`` for an owner it
         does not serve."""
         if user not in self.owners:
@@ -56,8 +56,10 @@ class LocalDaemon:
         *,
         timeout_s: float = 60.0,
         call_id: str | None = None,
+        grant: str = "",
     ) -> wire.DaemonReply:
-        """Run ``op`` as a connected daemon would (see ``DaemonCaller.call``)."""
+        """Run ``op`` as a connected daemon would (see ``DaemonCaller.call``; ``grant`` is
+        not needed: the process that ran the run answers it)."""
         call = wire.Call(id=call_id or new_id(), op=op, body=body or {}, timeout_s=timeout_s)
         if user not in self.owners:
             refusal = ErrorInfo(
