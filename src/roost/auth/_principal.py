@@ -17,13 +17,15 @@ SCOPES: dict[str, str] = {
     "models:write": "add and remove models",
     "secrets:write": "put and delete secrets",
     "tokens:write": "create and revoke your own access tokens",
+    "machine:write": "write files, run processes and open terminals on your own machine "
+    "(through your tools daemon)",
     "daemon": "connect a tools daemon",
     "admin": "every scope; with the admin role, manage users and read the audit log",
 }
 
 #: The scopes of a token created without saying (the CLI's own login token).
 DEFAULT_SCOPES = ("read", "runs:write", "agents:write", "models:write", "secrets:write",
-                  "tokens:write")  # fmt: skip
+                  "tokens:write", "machine:write")  # fmt: skip
 
 
 class ScopeError(ValueError):

@@ -91,6 +91,9 @@ def role_permissions(user: str) -> BusPermissions:
             publish=(
                 subjects.ALL_TOOLS_SYNC,  # forwarding to the gateway holding the daemon
                 f"{subjects.PREFIX}.daemon.terminal.>",
+                # its frontend proxy: a signed-in user's requests to their own daemon
+                subjects.ALL_DAEMON_COMMANDS,
+                f"{subjects.PREFIX}.daemon.terminal_in.>",
                 # fire-and-forget results go to the requester's inbox, which only it reads
                 *(f"{inbox_prefix(u)}.>" for u in BUS_USERS if u not in ("roostd", "gateway")),
             ),
@@ -100,6 +103,7 @@ def role_permissions(user: str) -> BusPermissions:
                 subjects.ALL_TOOLS_REQUESTS,
                 subjects.ALL_DAEMON_COMMANDS,
                 subjects.ALL_TERMINAL_INPUT,
+                f"{subjects.PREFIX}.daemon.terminal.>",  # its frontend's terminals' output
             ),
             responds=True,
         )

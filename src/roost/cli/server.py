@@ -212,8 +212,15 @@ def gateway(
     gateway_port: int | None = _net(
         "--gateway-port", "GATEWAY_PORT", "The tools daemons' gRPC port [default: 9190]."
     ),
+    frontend_port: int | None = _net(
+        "--frontend-port",
+        "FRONTEND_PORT",
+        "The frontend proxy's gRPC port (users' files, processes, terminals) [default: 9191].",
+    ),
     health_port: int | None = _net(
-        "--health-port", "HEALTH_PORT", "Port of /health and /ready [default: 8080]."
+        "--health-port",
+        "HEALTH_PORT",
+        "Port of /health, /ready and the terminal WebSocket [default: 8080].",
     ),
     bind_address: str | None = BindAddress,
     tls_cert: Path | None = TlsCert,
@@ -233,6 +240,7 @@ def gateway(
             data_dir=data_dir, db_url=db_url, nats_url=nats_url, temporal_host=None,
             temporal_port=7233, temporal_namespace=None, health_port=None,
             gateway_port=gateway_port, gateway_health_port=health_port,
+            gateway_frontend_port=frontend_port,
             bind_address=bind_address, tls_cert=tls_cert, tls_key=tls_key,
             disable_tls=disable_tls,
         )

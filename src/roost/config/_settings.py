@@ -168,8 +168,12 @@ class ServerConfig(_Section):
     """The port of ``/health`` (liveness) and ``/ready`` (readiness)."""
     gateway_port: int = Field(9190, ge=0, le=65535)
     """``roost server gateway``: the port tools daemons dial (gRPC; docs/daemon.md)."""
+    gateway_frontend_port: int = Field(9191, ge=0, le=65535)
+    """``roost server gateway``: the frontend proxy's gRPC port (a signed-in user's files,
+    processes, terminals and daemon status on their own machine)."""
     gateway_health_port: int = Field(8080, ge=0, le=65535)
-    """``roost server gateway``: its ``/health`` and ``/ready`` port."""
+    """``roost server gateway``: its HTTP port: ``/health``, ``/ready`` and the terminal
+    WebSocket (``/api/v1/terminal/ws``)."""
     bind_address: str = "0.0.0.0"
     admin_token: str = ""
     """The static token that guards every route until users and auth exist; empty: the

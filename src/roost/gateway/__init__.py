@@ -8,6 +8,17 @@ hold a daemon connection: they ask over the bus (:class:`DaemonCaller`) and the
 from roost.gateway._auth import daemon_authenticator
 from roost.gateway._bridge import ToolBridge
 from roost.gateway._caller import DaemonCaller, DaemonUnavailable
+from roost.gateway._frontend import (
+    FRONTEND_OPS,
+    FRONTEND_SERVICE,
+    TERMINAL_WS_PATH,
+    DaemonFrontend,
+    FrontendForbidden,
+    FrontendRefused,
+    TerminalSession,
+    frontend_handler,
+    terminal_websocket,
+)
 from roost.gateway._hub import (
     Authenticate,
     DaemonConnection,
@@ -17,13 +28,22 @@ from roost.gateway._hub import (
 )
 
 __all__ = [
+    "FRONTEND_OPS",
+    "FRONTEND_SERVICE",
+    "TERMINAL_WS_PATH",
     "Authenticate",
     "DaemonCaller",
     "DaemonConnection",
+    "DaemonFrontend",
     "DaemonHub",
     "DaemonOffline",
     "DaemonUnavailable",
+    "FrontendForbidden",
+    "FrontendRefused",
+    "TerminalSession",
     "ToolBridge",
     "daemon_authenticator",
+    "frontend_handler",
     "start_daemon_server",
+    "terminal_websocket",
 ]

@@ -53,14 +53,44 @@ class ToolBridge:
             await self.bus.subscribe(
                 subjects.ALL_TOOLS_REQUESTS, self._on_fire_and_forget, queue=subjects.GATEWAY_QUEUE
             ),
+            await self.bus.subscribe(subjects.ALL_TERMINAL_INPUT, self._on_terminal_input),
         ]
+        self.hub.on_terminal = self._terminal_output
 
     async def close(self) -> None:
+        self.hub.on_terminal = None
         for subscription in self._subscriptions:
             await subscription.unsubscribe()
         self._subscriptions = []
         for task in list(self._tasks):
             task.cancel()
+
+    # --- terminals: output from the daemons held here, input to them --------------------
+
+    def _terminal_output(self, user: str, frame: wire.TerminalOutput) -> None:
+        try:
+            subject = subjects.terminal(user, frame.terminal)
+        except ValueError:
+            log.warning("dropped output of a terminal with a bad id from %s's daemon", user)
+            return
+        self._spawn(self.bus.publish(subject, wire.encode_frame(frame)))
+
+    async def _on_terminal_input(self, delivery: Delivery) -> None:
+        user = subjects.user_of(delivery.subject)
+        holder = self.hub.holder(user)
+        if holder is None:
+            return  # another gateway holds it (or none does)
+        try:
+            frame = wire.decode_gateway_frame(delivery.data)
+        except ProtocolError as exc:
+            log.warning("dropped malformed terminal input on %s: %s", delivery.subject, exc)
+            return
+        if not isinstance(frame, wire.TerminalInput) or not delivery.subject.endswith(
+            f".{frame.terminal}"
+        ):
+            log.warning("dropped terminal input for another terminal on %s", delivery.subject)
+            return
+        holder.send(frame)
 
     def _spawn(self, coroutine: object) -> None:
         # a daemon call may take minutes: never hold the subscription's delivery loop

@@ -29,6 +29,10 @@ Authenticate = Callable[[str], Awaitable[str]]
 :class:`PermissionError` with the reason (the daemon is told and stops)."""
 
 
+TerminalSink = Callable[[str, wire.TerminalOutput], None]
+"""Where a daemon's terminal output goes: ``(user, frame)``."""
+
+
 class DaemonOffline(Exception):
     """No daemon of this user is connected here (or it went away during the call)."""
 
@@ -36,8 +40,15 @@ class DaemonOffline(Exception):
 class DaemonConnection:
     """One connected daemon stream."""
 
-    def __init__(self, user: str, hello: wire.Hello, token: str = "") -> None:
+    def __init__(
+        self,
+        user: str,
+        hello: wire.Hello,
+        token: str = "",
+        on_terminal: TerminalSink | None = None,
+    ) -> None:
         self.user = user
+        self.on_terminal = on_terminal
         self.token = token  # re-checked on every beat: a revoked token is disconnected
         self.hello = hello
         self.id = uuid.uuid4().hex
@@ -83,6 +94,8 @@ class DaemonConnection:
             future = self.pending.pop(frame.id, None)
             if future is not None and not future.done():
                 future.set_result(frame)
+        elif isinstance(frame, wire.TerminalOutput) and self.on_terminal is not None:
+            self.on_terminal(self.user, frame)
 
     def info(self) -> dict[str, Any]:
         return {
@@ -116,6 +129,8 @@ class DaemonHub:
         self.heartbeat_s = heartbeat_s
         self.silence_limit_s = silence_limit_s
         self.connections: dict[str, DaemonConnection] = {}
+        self.on_terminal: TerminalSink | None = None
+        """Set by the bus bridge: terminal output of every daemon held here."""
 
     # --- for callers ------------------------------------------------------------------
 
@@ -196,7 +211,7 @@ class DaemonHub:
         if not isinstance(hello, wire.Hello):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first frame must be a hello")
             return
-        connection = DaemonConnection(user, hello, token)
+        connection = DaemonConnection(user, hello, token, self._terminal_output)
         previous = self.connections.get(user)
         self.connections[user] = connection
         if previous is not None:
@@ -233,6 +248,10 @@ class DaemonHub:
             beater.cancel()
             self._drop(connection)
             log.info("daemon of %s disconnected (%s)", user, connection.id)
+
+    def _terminal_output(self, user: str, frame: wire.TerminalOutput) -> None:
+        if self.on_terminal is not None:
+            self.on_terminal(user, frame)
 
     def _drop(self, connection: DaemonConnection, goodbye: wire.Goodbye | None = None) -> None:
         """Close ``connection`` (after ``goodbye``) and forget it, unless a newer one of its

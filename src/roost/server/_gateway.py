@@ -1,7 +1,9 @@
 """``roost server gateway``: where users' tools daemons connect (docs/daemon.md).
 
 One process: the daemons' gRPC stream (``[server] gateway_port``, 9190), the NATS tool
-bridge, and a health port (``[server] gateway_health_port``, 8080). It needs the shared
+bridge, the frontend proxy (``[server] gateway_frontend_port``, 9191: users' own files,
+processes and terminals) and an HTTP port (``[server] gateway_health_port``, 8080: health,
+readiness and the terminal WebSocket). It needs the shared
 database (daemon tokens are the platform's access tokens) and NATS (the workers reach the
 daemons through it).
 """
@@ -19,7 +21,16 @@ import grpc
 from roost.auth import Authenticator, JwtVerifier, load_verifier
 from roost.bus import create_bus
 from roost.config import ConfigError, Settings
-from roost.gateway import DaemonHub, ToolBridge, daemon_authenticator, start_daemon_server
+from roost.gateway import (
+    TERMINAL_WS_PATH,
+    DaemonFrontend,
+    DaemonHub,
+    ToolBridge,
+    daemon_authenticator,
+    frontend_handler,
+    start_daemon_server,
+    terminal_websocket,
+)
 from roost.server._health import Check
 from roost.server._serve import ApiServer, tls_files
 from roost.stores import SqlPrincipalStore, open_stores
@@ -34,6 +45,27 @@ def _credentials(settings: Settings) -> grpc.ServerCredentials | None:
     )
 
 
+async def _start_frontend(
+    frontend: DaemonFrontend,
+    host: str,
+    port: int,
+    credentials: grpc.ServerCredentials | None,
+) -> tuple[grpc.aio.Server, int]:
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((frontend_handler(frontend),))
+    address = f"{host}:{port}"
+    try:
+        bound = (
+            server.add_secure_port(address, credentials)
+            if credentials is not None
+            else server.add_insecure_port(address)
+        )
+    except RuntimeError as exc:
+        raise ConfigError(f"cannot listen on {address} (the frontend proxy): {exc}") from None
+    await server.start()
+    return server, bound
+
+
 async def serve_gateway(settings: Settings, *, announce: Any = print) -> None:
     """Run a gateway until cancelled."""
     if settings.bus.backend != "nats":
@@ -46,6 +78,7 @@ async def serve_gateway(settings: Settings, *, announce: Any = print) -> None:
     stores = await open_stores(settings.database_url, settings.home)
     bus = None
     server = None
+    frontend_server: grpc.aio.Server | None = None
     bridge = None
     hub = None
     try:
@@ -75,6 +108,10 @@ async def serve_gateway(settings: Settings, *, announce: Any = print) -> None:
             raise ConfigError(
                 f"cannot listen on {config.bind_address}:{config.gateway_port}: {exc}"
             ) from None
+        frontend = DaemonFrontend(bus, auth)
+        frontend_server, frontend_port = await _start_frontend(
+            frontend, config.bind_address, config.gateway_frontend_port, credentials
+        )
         ready_bus = bus
 
         async def database() -> None:
@@ -86,12 +123,15 @@ async def serve_gateway(settings: Settings, *, announce: Any = print) -> None:
         checks: dict[str, Check] = {"database": database, "bus": nats}
         health_config = config.model_copy(update={"health_port": config.gateway_health_port})
         health = ApiServer(None, health_config, api=False, checks=checks)
+        health.health.add_api_websocket_route(TERMINAL_WS_PATH, terminal_websocket(frontend))
         async with health as running:
             assert running.endpoints is not None
             scheme = "TLS" if credentials is not None else "h2c"
             announce(
                 f"gateway {hub.gateway_id}: daemons on {config.bind_address}:{port} ({scheme}); "
-                f"health on {running.endpoints.health}/health and /ready"
+                f"frontend proxy on {config.bind_address}:{frontend_port}; health on "
+                f"{running.endpoints.health}/health and /ready, terminals on "
+                f"{running.endpoints.health.replace('http', 'ws', 1)}{TERMINAL_WS_PATH}"
             )
             await asyncio.Event().wait()
     finally:
@@ -101,6 +141,8 @@ async def serve_gateway(settings: Settings, *, announce: Any = print) -> None:
             await bridge.close()
         if server is not None:
             await server.stop(grace=2.0)
+        if frontend_server is not None:
+            await frontend_server.stop(grace=1.0)
         if bus is not None:
             with contextlib.suppress(Exception):
                 await bus.close()

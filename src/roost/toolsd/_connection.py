@@ -182,6 +182,7 @@ class DaemonClient:
                 yield wire.encode_frame(frame)
 
         stopper = asyncio.create_task(stop.wait())
+        self.host.terminals.emit = outbox.put_nowait  # terminals' output goes on this stream
         try:
             method = channel.stream_stream(
                 wire.CONNECT_METHOD, request_serializer=_identity, response_deserializer=_identity
@@ -227,6 +228,8 @@ class DaemonClient:
                     task = asyncio.create_task(self._serve(frame, outbox))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
+                elif isinstance(frame, wire.TerminalInput):
+                    self.host.terminals.input(frame)
                 elif isinstance(frame, wire.Cancel):
                     await self.host.handle("", "tool.cancel", {"id": frame.id}, 5.0)
                 elif isinstance(frame, wire.Beat):
@@ -238,6 +241,7 @@ class DaemonClient:
                         raise DaemonStopped(frame.reason)
                     raise ConnectionError(f"gateway closed the stream: {frame.reason}")
         finally:
+            self.host.terminals.emit = None
             outbox.put_nowait(None)
             for task in tasks:
                 task.cancel()

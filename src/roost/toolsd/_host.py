@@ -27,6 +27,7 @@ from roost.protocol import daemon as wire
 from roost.toolsd._builtin import Builtins, ToolInputError
 from roost.toolsd._mcp import McpServers, load_mcp_config
 from roost.toolsd._policy import Policy, PolicyDenied, load_policy
+from roost.toolsd._terminal import TerminalError, Terminals
 
 log = logging.getLogger("roost.toolsd")
 
@@ -34,6 +35,18 @@ REMEMBERED_CALLS = 4096
 """How many finished calls' results the host keeps, to answer a repeated call id."""
 
 CANCELLED_RESULT: dict[str, Any] = {"output": "the call was cancelled", "is_error": True}
+
+FRONTEND_OPS = {
+    "fs.list": "list_files",
+    "fs.read": "read_file",
+    "fs.write": "write_file",
+    "process.start": "process_start",
+    "process.list": "process_list",
+    "process.kill": "process_kill",
+    "process.logs": "process_logs",
+}
+"""The operations of a browser's file and process views, and the tool each one runs (under
+the same policy). A failed one is an :class:`OpError` (a view shows it), not a tool result."""
 
 Approver = Callable[[str, dict[str, Any]], Awaitable[bool]]
 """Asks the user whether a tool call needing approval may run (True: yes)."""
@@ -68,6 +81,7 @@ class ToolHost:
         self.approver = approver
         self.started_at = time.time()
         self.calls_run = 0
+        self.terminals = Terminals()
         self._running: dict[str, asyncio.Task[dict[str, Any]]] = {}
         self._done: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
@@ -77,6 +91,7 @@ class ToolHost:
     async def close(self) -> None:
         for task in self._running.values():
             task.cancel()
+        await self.terminals.close()
         await self.builtins.close()
         await self.mcp.close()
 
@@ -107,6 +122,7 @@ class ToolHost:
             "tools": [s["name"] for s in self.specs()],
             "mcp": self.mcp.status(),
             "processes": [p.info() for p in self.builtins.processes.values()],
+            "terminals": self.terminals.info(),
         }
 
     # --- operations -------------------------------------------------------------------
@@ -137,11 +153,36 @@ class ToolHost:
             if task is not None:
                 task.cancel()
             return {"cancelled": task is not None}
+        if op in FRONTEND_OPS:  # a browser's file and process views: the same tools
+            call = {"name": FRONTEND_OPS[op], "arguments": body}
+            result = await self._once(call_id, call, timeout_s)
+            if result.get("is_error"):
+                code = "invalid_request" if result.get("denied") else "tool_failed"
+                raise OpError(code, str(result["output"]))
+            return {"output": result["output"]}
+        if op == "terminal.open":
+            return self._open_terminal(body)
         if op == "status":
             return self.status()
         if op == "config.reload":
             return await self.reload()
         raise OpError("unknown_op", f"the daemon has no operation {op!r}")
+
+    def _open_terminal(self, body: dict[str, Any]) -> dict[str, Any]:
+        terminal = body.get("terminal")
+        if not isinstance(terminal, str) or not terminal:
+            raise OpError("invalid_request", "terminal.open needs 'terminal' (an id)")
+        try:
+            self.policy.check_tool("terminal")
+            cwd = self.policy.resolve_path(str(body.get("cwd") or self.policy.roots[0]))
+        except PolicyDenied as exc:
+            raise OpError("invalid_request", f"refused by the daemon's policy: {exc}") from None
+        try:
+            return self.terminals.open(
+                terminal, cwd, rows=int(body.get("rows") or 24), cols=int(body.get("cols") or 80)
+            )
+        except (TerminalError, ValueError, OSError) as exc:
+            raise OpError("invalid_request", f"cannot open a terminal: {exc}") from None
 
     async def reload(self) -> dict[str, Any]:
         """Re-read the policy and the MCP configuration (MCP servers are restarted)."""
