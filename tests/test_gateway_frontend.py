@@ -8,6 +8,7 @@ their own."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import re
@@ -104,6 +105,32 @@ async def _refused(
     return caught.value.code()
 
 
+async def _grpc_terminal(address: str, token: str, keys: bytes) -> bytes:
+    """Open a terminal over ``Frontend/Terminal``, type ``keys``, hang up: what it showed."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        method = channel.stream_stream(f"/{FRONTEND_SERVICE}/Terminal")
+        inputs: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+        async def requests() -> AsyncIterator[bytes]:
+            while (message := await inputs.get()) is not None:
+                yield message
+
+        call = method(requests(), metadata=(("authorization", f"Bearer {token}"),))
+        inputs.put_nowait(json.dumps({"rows": 24, "cols": 80}).encode())
+        replies = aiter(call)
+        assert "terminal" in json.loads(await anext(replies))
+        inputs.put_nowait(json.dumps({"data": base64.b64encode(keys).decode()}).encode())
+        inputs.put_nowait(json.dumps({"data": base64.b64encode(b"exit\n").decode()}).encode())
+        seen = b""
+        async for reply in replies:
+            message = json.loads(reply)
+            if message.get("closed"):
+                break
+            seen += base64.b64decode(message.get("data", ""))
+        inputs.put_nowait(None)
+        return seen
+
+
 async def test_a_users_browser_reaches_their_own_machine_through_any_gateway(
     nats_server: NatsServer, tmp_path: Path
 ) -> None:
@@ -185,6 +212,8 @@ async def test_a_users_browser_reaches_their_own_machine_through_any_gateway(
                     break
                 seen += message
             assert b"40 120" in seen
+        # and over the gRPC stream
+        assert b"grpc-5" in await _grpc_terminal(front, tokens.erin, b"echo grpc-$((2+3))\n")
         # a terminal for someone without a daemon, or not signed in: refused, closed
         for token, close in (
             (tokens.mallory, 4404),
