@@ -181,26 +181,32 @@ class DaemonClient:
             while (frame := await outbox.get()) is not None:
                 yield wire.encode_frame(frame)
 
-        stopper = asyncio.create_task(stop.wait())
         self.host.terminals.emit = outbox.put_nowait  # terminals' output goes on this stream
+        method = channel.stream_stream(
+            wire.CONNECT_METHOD, request_serializer=_identity, response_deserializer=_identity
+        )
+        call = method(frames(), metadata=(("authorization", f"Bearer {self.token}"),))
+
+        async def stop_call() -> None:
+            await stop.wait()
+            call.cancel()
+
+        # one task waits for the stop, so reading a frame is a plain await (no task per frame)
+        stopper = asyncio.create_task(stop_call())
         try:
-            method = channel.stream_stream(
-                wire.CONNECT_METHOD, request_serializer=_identity, response_deserializer=_identity
-            )
-            call = method(frames(), metadata=(("authorization", f"Bearer {self.token}"),))
             reader = aiter(call)
             while True:
-                nxt = asyncio.ensure_future(anext(reader))
-                done, _ = await asyncio.wait({nxt, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                if stopper in done:
-                    nxt.cancel()
-                    call.cancel()
-                    return
                 try:
-                    data = nxt.result()
+                    data = await anext(reader)
                 except StopAsyncIteration:
                     raise ConnectionError("the gateway closed the stream") from None
+                except asyncio.CancelledError:
+                    if stop.is_set():
+                        return  # stopped: the call was cancelled on purpose
+                    raise
                 except grpc.aio.AioRpcError as exc:
+                    if exc.code() == grpc.StatusCode.CANCELLED and stop.is_set():
+                        return
                     if exc.code() in (
                         grpc.StatusCode.UNAUTHENTICATED,
                         grpc.StatusCode.PERMISSION_DENIED,

@@ -243,9 +243,8 @@ class ToolHost:
         self.calls_run += 1
         started = time.monotonic()
         try:
-            output, is_error = await asyncio.wait_for(
-                self._run(name, arguments, timeout_s), timeout_s
-            )
+            async with asyncio.timeout(timeout_s):  # not wait_for: no extra task per call
+                output, is_error = await self._run(name, arguments, timeout_s)
         except TimeoutError:
             output, is_error = f"tool {name!r} timed out after {timeout_s:g}s", True
         except PolicyDenied as exc:
