@@ -97,6 +97,21 @@ async def test_a_refused_token_stops_the_daemon(
         await asyncio.wait_for(client.run(asyncio.Event()), 10)
 
 
+async def test_a_token_of_another_user_than_expected_stops_the_daemon(
+    gateway: tuple[DaemonHub, Gateway], tmp_path: Path
+) -> None:
+    """``roost daemon start --token T --user-id bob`` with alice's token: told, not served."""
+    hub, address = gateway
+    client = DaemonClient(_host(tmp_path, "a"), [address], "tok-alice", expected_user="bob")
+    with pytest.raises(DaemonStopped, match="belongs to user alice, not bob"):
+        await asyncio.wait_for(client.run(asyncio.Event()), 10)
+    for _ in range(100):  # the daemon hung up: the gateway lets the stream go
+        if hub.holder("alice") is None:
+            break
+        await asyncio.sleep(0.05)
+    assert hub.holder("alice") is None
+
+
 async def test_a_revoked_daemon_is_told_and_does_not_come_back(
     gateway: tuple[DaemonHub, Gateway], tmp_path: Path
 ) -> None:

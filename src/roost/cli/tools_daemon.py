@@ -126,12 +126,14 @@ def start(
         fail(str(exc))
     secret = ""
     urls = gateway or ""
+    expected = ""
     if token:
         if not user_id and saved is None:
             fail("--token needs --user-id (the user the token belongs to)")
         secret = token
+        expected = user_id or ""
     elif saved is not None:
-        secret = saved.token
+        secret, expected = saved.token, saved.user_id
         urls = urls or saved.gateway
     elif gateway:
         try:
@@ -154,7 +156,7 @@ def start(
         args += ["--tls-mode", tls_mode]
     if root:
         args += ["--root", root]
-    env = {**os.environ, "ROOST_DAEMON_TOKEN": secret}
+    env = {**os.environ, "ROOST_DAEMON_TOKEN": secret, "ROOST_DAEMON_USER": expected}
     if foreground:
         os.execve(sys.executable, [*args, "--foreground"], env)
     paths.state.mkdir(parents=True, exist_ok=True, mode=0o700)

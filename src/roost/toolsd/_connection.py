@@ -116,7 +116,10 @@ class DaemonClient:
         daemon_id: str | None = None,
         version: str = "",
         on_state: Callable[[str, dict[str, Any]], None] | None = None,
+        expected_user: str = "",
     ) -> None:
+        """``expected_user``: the user id the token should belong to (``--user-id``, or the
+        credentials file's); a gateway welcoming another user stops the daemon."""
         if not gateways:
             raise ValueError("no gateway to connect to")
         self.host = host
@@ -126,6 +129,7 @@ class DaemonClient:
         self.daemon_id = daemon_id or uuid.uuid4().hex
         self.version = version
         self.on_state = on_state or (lambda state, info: None)
+        self.expected_user = expected_user
         self.connection: wire.Welcome | None = None
         self.connected = asyncio.Event()
         self.connects = 0
@@ -218,6 +222,11 @@ class DaemonClient:
                     raise
                 frame = wire.decode_gateway_frame(data)
                 if isinstance(frame, wire.Welcome):
+                    if self.expected_user and frame.user != self.expected_user:
+                        raise DaemonStopped(
+                            f"the token belongs to user {frame.user}, not {self.expected_user} "
+                            "(--user-id, or the credentials file): run `roost daemon register`"
+                        )
                     self.connection = frame
                     self.connects += 1
                     self.connected.set()

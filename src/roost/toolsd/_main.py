@@ -86,6 +86,7 @@ async def serve(
     ca_file: str | None = None,
     foreground: bool = False,
     root: Path | None = None,
+    user: str = "",
 ) -> int:
     """Run the daemon until stopped; the exit status."""
     from roost import __version__
@@ -109,7 +110,13 @@ async def serve(
             )
 
     client = DaemonClient(
-        host, gateways, token, ca_file=ca_file, version=__version__, on_state=on_state
+        host,
+        gateways,
+        token,
+        ca_file=ca_file,
+        version=__version__,
+        on_state=on_state,
+        expected_user=user,
     )
     log.info(
         "roost daemon %s (pid %d): tools %s",
@@ -145,9 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     paths = DaemonPaths.default()
     _setup_logging(paths, args.foreground, args.log_level)
     token = os.environ.pop("ROOST_DAEMON_TOKEN", "")
+    user = os.environ.pop("ROOST_DAEMON_USER", "")
     credentials = load_credentials(paths.credentials)
     if not token and credentials is not None:
-        token = credentials.token
+        token, user = credentials.token, user or credentials.user_id
     urls = args.gateway or ([credentials.gateway] if credentials and credentials.gateway else [])
     if not token or not urls:
         log.error("no daemon credentials or gateway: run `roost daemon register`")
@@ -162,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return asyncio.run(
             serve(paths, gateways, token, ca_file=args.ca_file, foreground=args.foreground,
-                  root=Path(args.root) if args.root else None)
+                  root=Path(args.root) if args.root else None, user=user)
         )  # fmt: skip
     finally:
         with contextlib.suppress(OSError):
