@@ -169,7 +169,21 @@ async def test_roost_daemon_register_start_status_logs_stop(
                 timeout_s=20,
             )  # fmt: skip
             assert reply.ok and reply.body["output"]["output"].strip() == str(work)
+            # the user tightens the policy; `reload` applies it without a reconnect
+            policy = tmp_path / "laptop" / "policy.toml"
+            policy.write_text(f'roots = ["{work}"]\ndeny_tools = ["shell"]\n')
+            assert "reload" in ok_err(await _cli(env, "daemon", "reload"))
+            for _ in range(50):
+                reply = await DaemonCaller(bus).call(
+                    user["id"], "tool.call", {"name": "shell", "arguments": {"command": "pwd"}},
+                    timeout_s=20,
+                )  # fmt: skip
+                if reply.body.get("denied"):
+                    break
+                await asyncio.sleep(0.2)
+            assert "refused by the daemon's policy" in reply.body["output"], reply
             assert "connected to gateway" in ok(await _cli(env, "daemon", "logs"))
+            assert "configuration reloaded" in ok(await _cli(env, "daemon", "logs"))
             assert "stopped" in ok_err(await _cli(env, "daemon", "stop"))
             status = await _cli(env, "daemon", "status")
             assert status.returncode == 3 and "not running" in status.stderr

@@ -224,6 +224,16 @@ def stop(force: bool = typer.Option(False, "--force", help="SIGKILL instead of S
     _say(f"stopped (pid {pid})")
 
 
+@app.command("reload")
+def reload() -> None:
+    """Re-read policy.toml and mcp.json (MCP servers are restarted) without reconnecting."""
+    pid = _running()
+    if pid is None:
+        fail("not running (start it with `roost daemon start`)")
+    os.kill(pid, signal.SIGHUP)
+    _say(f"asked the daemon (pid {pid}) to reload; `roost daemon logs` shows the result")
+
+
 @app.command("logs")
 def logs(
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines."),

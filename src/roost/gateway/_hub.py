@@ -55,7 +55,7 @@ class DaemonConnection:
         self.connected_at = time.time()
         self.last_seen = time.monotonic()
         self.outbox: asyncio.Queue[wire.GatewayFrame | None] = asyncio.Queue()
-        self.pending: dict[str, asyncio.Future[wire.Reply]] = {}
+        self.pending: dict[str, list[asyncio.Future[wire.Reply]]] = {}
         self.closed = asyncio.Event()
 
     def send(self, frame: wire.GatewayFrame) -> None:
@@ -70,31 +70,37 @@ class DaemonConnection:
             self.outbox.put_nowait(goodbye)
         self.outbox.put_nowait(None)
         self.closed.set()
-        for future in self.pending.values():
-            if not future.done():
-                future.set_exception(DaemonOffline(f"the daemon of {self.user} disconnected"))
+        for waiters in self.pending.values():
+            for future in waiters:
+                if not future.done():
+                    future.set_exception(DaemonOffline(f"the daemon of {self.user} disconnected"))
         self.pending.clear()
 
     async def call(self, call: wire.Call) -> wire.Reply:
-        """Send ``call`` and wait (``call.timeout_s`` plus a margin) for its reply."""
-        future = self.pending.get(call.id)
-        if future is None:
-            future = asyncio.get_running_loop().create_future()
-            self.pending[call.id] = future
+        """Send ``call`` and wait (``call.timeout_s`` plus a margin) for its reply. A repeat
+        of a call id still waiting is not sent again: it waits for the same reply."""
+        waiters = self.pending.get(call.id)
+        if waiters is None:
+            waiters = self.pending[call.id] = []
             self.send(call)
+        # a future per waiter: one that gives up cancels only its own (no shield needed)
+        future: asyncio.Future[wire.Reply] = asyncio.get_running_loop().create_future()
+        waiters.append(future)
         try:
             async with asyncio.timeout(call.timeout_s + 5.0):  # cheaper than wait_for: no task
-                return await asyncio.shield(future)
+                return await future
         finally:
-            if future.done():
-                self.pending.pop(call.id, None)
+            if future in waiters:
+                waiters.remove(future)
+            if not waiters and self.pending.get(call.id) is waiters:
+                del self.pending[call.id]
 
     def received(self, frame: wire.DaemonFrame) -> None:
         self.last_seen = time.monotonic()
         if isinstance(frame, wire.Reply):
-            future = self.pending.pop(frame.id, None)
-            if future is not None and not future.done():
-                future.set_result(frame)
+            for future in self.pending.pop(frame.id, ()):
+                if not future.done():
+                    future.set_result(frame)
         elif isinstance(frame, wire.TerminalOutput) and self.on_terminal is not None:
             self.on_terminal(self.user, frame)
 

@@ -178,7 +178,6 @@ class DaemonClient:
     async def _session(self, gateway: Gateway, stop: asyncio.Event) -> None:
         channel = _channel(gateway, self.ca_file)
         outbox: asyncio.Queue[wire.DaemonFrame | None] = asyncio.Queue()
-        tasks: set[asyncio.Task[None]] = set()
 
         async def frames() -> AsyncIterator[bytes]:
             yield wire.encode_frame(self._hello())
@@ -240,9 +239,9 @@ class DaemonClient:
                         frame.user,
                     )
                 elif isinstance(frame, wire.Call):
-                    task = asyncio.create_task(self._serve(frame, outbox))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
+                    # the reply goes on this stream if it still stands; a call outlives it
+                    # (the host keeps its result for a re-sent id through another gateway)
+                    self.host.submit(frame, outbox.put_nowait)
                 elif isinstance(frame, wire.TerminalInput):
                     self.host.terminals.input(frame)
                 elif isinstance(frame, wire.Cancel):
@@ -258,13 +257,8 @@ class DaemonClient:
         finally:
             self.host.terminals.emit = None
             outbox.put_nowait(None)
-            for task in tasks:
-                task.cancel()
             stopper.cancel()
             await channel.close(grace=None)
-
-    async def _serve(self, call: wire.Call, outbox: asyncio.Queue[wire.DaemonFrame | None]) -> None:
-        outbox.put_nowait(await self.host.answer(call))
 
 
 def _describe(exc: BaseException) -> str:

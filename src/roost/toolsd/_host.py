@@ -82,6 +82,7 @@ class ToolHost:
         self.started_at = time.time()
         self.calls_run = 0
         self.terminals = Terminals()
+        self._submitted: set[asyncio.Task[wire.Reply]] = set()
         self._running: dict[str, asyncio.Task[dict[str, Any]]] = {}
         self._done: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
@@ -193,15 +194,37 @@ class ToolHost:
         await self.mcp.start()
         return {"reloaded": True, "tools": [s["name"] for s in self.specs()]}
 
-    async def _once(self, call_id: str, body: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-        remembered = self._done.get(call_id)
+    def submit(self, call: wire.Call, send: Callable[[wire.Reply], None]) -> None:
+        """Start ``call`` and hand its reply to ``send`` when it is done, with no task
+        waiting in between (what a connected daemon does with each call it receives). A
+        tool call's id runs once, as with :meth:`handle`."""
+        if call.op != "tool.call":
+            other = asyncio.create_task(self.answer(call))
+            self._submitted.add(other)
+            other.add_done_callback(self._submitted.discard)
+            other.add_done_callback(lambda t: None if t.cancelled() else send(t.result()))
+            return
+        remembered = self._done.get(call.id)
         if remembered is not None:
-            return remembered
+            send(wire.Reply(id=call.id, body=remembered))
+            return
+        task = self._task(call.id, call.body, call.timeout_s)
+        task.add_done_callback(lambda t: send(_reply(call.id, t)))
+
+    def _task(self, call_id: str, body: dict[str, Any], timeout_s: float) -> asyncio.Task[Any]:
+        """The running task of ``call_id``, started if it is new."""
         task = self._running.get(call_id)
         if task is None:
             task = asyncio.create_task(self._call(body, timeout_s), name=f"call-{call_id}")
             self._running[call_id] = task
             task.add_done_callback(lambda t: self._finished(call_id, t))
+        return task
+
+    async def _once(self, call_id: str, body: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        remembered = self._done.get(call_id)
+        if remembered is not None:
+            return remembered
+        task = self._task(call_id, body, timeout_s)
         # a repeat of a running call joins it; the caller's cancel does not kill it for the
         # others (only tool.cancel does)
         try:
@@ -279,6 +302,20 @@ class ToolHost:
             f"the daemon has no tool {name!r} (its tools: "
             f"{', '.join(s['name'] for s in self.specs())})",
         )
+
+
+def _reply(call_id: str, task: asyncio.Task[dict[str, Any]]) -> wire.Reply:
+    """The reply to a finished tool call's task."""
+    if task.cancelled():
+        return wire.Reply(id=call_id, body=CANCELLED_RESULT)
+    exc = task.exception()
+    if isinstance(exc, OpError):
+        return wire.Reply(id=call_id, ok=False, error=exc.info)
+    if exc is not None:
+        log.error("tool call %s failed", call_id, exc_info=exc)
+        error = ErrorInfo(code="internal", message=f"{type(exc).__name__}: {exc}")
+        return wire.Reply(id=call_id, ok=False, error=error)
+    return wire.Reply(id=call_id, body=task.result())
 
 
 def _refused(name: str, exc: PolicyDenied) -> dict[str, Any]:

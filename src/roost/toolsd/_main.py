@@ -101,6 +101,22 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[None]] = set()
+
+    async def reload() -> None:
+        try:
+            done = await host.reload()
+            log.info("configuration reloaded: tools %s", ", ".join(done["tools"]))
+        except Exception as exc:  # a bad edit: keep serving with what was loaded
+            log.error("configuration not reloaded: %s", exc)
+
+    def on_hangup() -> None:  # `roost daemon reload`: re-read policy.toml and mcp.json
+        task = loop.create_task(reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    with contextlib.suppress(NotImplementedError, AttributeError):
+        loop.add_signal_handler(signal.SIGHUP, on_hangup)
 
     def on_state(state: str, info: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):
