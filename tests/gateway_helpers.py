@@ -16,7 +16,7 @@ import grpc
 from roost.auth import GrantVerifier
 from roost.bus._nats import NatsBus
 from roost.gateway import Authenticate, DaemonHub, ToolBridge, start_daemon_server
-from roost.toolsd import DaemonClient, Gateway, HostConfig, ToolHost
+from roost.toolsd import DaemonClient, DaemonStopped, Gateway, HostConfig, ToolHost
 
 
 @dataclass
@@ -74,5 +74,6 @@ async def running_daemon(
         yield client
     finally:
         stop.set()
-        await asyncio.wait_for(task, 10)
+        with contextlib.suppress(DaemonStopped):  # told to go (replaced, revoked) meanwhile
+            await asyncio.wait_for(task, 10)
         await host.close()

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from roost.gateway import DaemonHub, DaemonOffline, start_daemon_server
+from roost.protocol import daemon as wire
 from roost.toolsd import DaemonClient, DaemonStopped, Gateway, HostConfig, ToolHost
 
 TOKENS = {"tok-alice": "alice", "tok-bob": "bob"}
@@ -86,6 +87,25 @@ async def test_a_second_daemon_replaces_the_first(
     assert holder is not None and holder.hello.daemon_id == second.daemon_id
     await _stop(stop2, task2)
     stop1.set()
+
+
+async def test_two_daemons_accepted_at_once_by_two_gateways_keep_one(
+    gateway: tuple[DaemonHub, Gateway], tmp_path: Path
+) -> None:
+    """Each gateway hears of the other's daemon; both settle on the same one (by connection
+    id), with no clock of either host involved."""
+    hub, address = gateway
+    client = DaemonClient(_host(tmp_path, "a"), [address], "tok-alice")
+    stop, task = await _start(client)
+    held = hub.holder("alice")
+    assert held is not None
+    lower = wire.DaemonPresence(user="alice", gateway="gw-x", connection="0" * 32)
+    assert not hub.replaced_elsewhere(lower)  # ours has the higher id: ours stays
+    assert hub.replaced_elsewhere(wire.DaemonPresence("alice", "gw-x", "f" * 32))
+    assert hub.holder("alice") is None
+    with pytest.raises(DaemonStopped, match="another daemon of this user connected"):
+        await asyncio.wait_for(task, 10)
+    stop.set()
 
 
 async def test_a_refused_token_stops_the_daemon(

@@ -200,3 +200,36 @@ async def test_gateways_serve_a_run_only_its_owners_daemon(
     finally:
         await bus.close()
         await gateway.stop()
+
+
+async def test_a_second_daemon_on_another_gateway_replaces_the_first(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """One daemon per user across gateways: the first, on gateway 1, is told it was replaced
+    by the one that connected to gateway 2, and stops; calls reach the second."""
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    first = running_daemon(
+        tmp_path / "one", "tok-alice", [cluster.gateways[0].address], root=tmp_path / "one"
+    )
+    async with first as daemon_one:
+        await asyncio.sleep(0.2)  # a second later, not a race
+        second = running_daemon(
+            tmp_path / "two", "tok-alice", [cluster.gateways[1].address], root=tmp_path / "two"
+        )
+        async with second:
+            for _ in range(100):
+                if cluster.gateways[0].hub.holder("alice") is None and (
+                    not daemon_one.connected.is_set()
+                ):
+                    break
+                await asyncio.sleep(0.05)
+            assert cluster.gateways[0].hub.holder("alice") is None
+            assert not daemon_one.connected.is_set()
+            holder = cluster.gateways[1].hub.holder("alice")
+            await asyncio.sleep(1.5)  # the first does not come back (it was told not to)
+            assert cluster.gateways[0].hub.holder("alice") is None
+            assert cluster.gateways[1].hub.holder("alice") is holder is not None
+            assert daemon_one.connects == 1
+            reply = await cluster.caller.call("alice", "tool.call", _shell("pwd"), timeout_s=10)
+            assert reply.ok and reply.body["output"]["output"].strip() == str(tmp_path / "two")

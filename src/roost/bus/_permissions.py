@@ -94,6 +94,7 @@ def role_permissions(user: str) -> BusPermissions:
                 # its frontend proxy: a signed-in user's requests to their own daemon
                 subjects.ALL_DAEMON_COMMANDS,
                 f"{subjects.PREFIX}.daemon.terminal_in.>",
+                subjects.ALL_DAEMON_PRESENCE,  # one daemon per user across gateways
                 # fire-and-forget results go to the requester's inbox, which only it reads
                 *(f"{inbox_prefix(u)}.>" for u in BUS_USERS if u not in ("roostd", "gateway")),
             ),
@@ -104,6 +105,7 @@ def role_permissions(user: str) -> BusPermissions:
                 subjects.ALL_DAEMON_COMMANDS,
                 subjects.ALL_TERMINAL_INPUT,
                 f"{subjects.PREFIX}.daemon.terminal.>",  # its frontend's terminals' output
+                subjects.ALL_DAEMON_PRESENCE,
             ),
             responds=True,
         )

@@ -27,7 +27,7 @@ import logging
 
 from roost.auth import GrantError, GrantVerifier
 from roost.bus import Bus, Delivery, Subscription
-from roost.gateway._hub import DaemonHub, DaemonOffline
+from roost.gateway._hub import DaemonConnection, DaemonHub, DaemonOffline
 from roost.protocol import ErrorInfo, ProtocolError, RoostError, subjects
 from roost.protocol import daemon as wire
 
@@ -54,16 +54,43 @@ class ToolBridge:
                 subjects.ALL_TOOLS_REQUESTS, self._on_fire_and_forget, queue=subjects.GATEWAY_QUEUE
             ),
             await self.bus.subscribe(subjects.ALL_TERMINAL_INPUT, self._on_terminal_input),
+            await self.bus.subscribe(subjects.ALL_DAEMON_PRESENCE, self._on_presence),
         ]
         self.hub.on_terminal = self._terminal_output
+        self.hub.on_connect = self._announce
 
     async def close(self) -> None:
         self.hub.on_terminal = None
+        self.hub.on_connect = None
         for subscription in self._subscriptions:
             await subscription.unsubscribe()
         self._subscriptions = []
         for task in list(self._tasks):
             task.cancel()
+
+    # --- one daemon per user, across gateways --------------------------------------------
+
+    def _announce(self, connection: DaemonConnection) -> None:
+        presence = wire.DaemonPresence(
+            user=connection.user,
+            gateway=self.hub.gateway_id,
+            connection=connection.id,
+            connected_at=connection.connected_at,
+        )
+        subject = subjects.daemon_presence(connection.user)
+        self._spawn(self.bus.publish(subject, wire.encode_frame(presence)))
+
+    async def _on_presence(self, delivery: Delivery) -> None:
+        try:
+            presence = wire.decode_daemon_presence(delivery.data)
+        except ProtocolError as exc:
+            log.warning("dropped a malformed presence notice: %s", exc)
+            return
+        if presence.user != subjects.user_of(delivery.subject):
+            log.warning("dropped a presence notice for another user's subject")
+            return
+        if presence.gateway != self.hub.gateway_id:
+            self.hub.replaced_elsewhere(presence)
 
     # --- terminals: output from the daemons held here, input to them --------------------
 

@@ -29,6 +29,10 @@ Authenticate = Callable[[str], Awaitable[str]]
 :class:`PermissionError` with the reason (the daemon is told and stops)."""
 
 
+PRESENCE_RACE_S = 5.0
+"""Two daemons of one user accepted by two gateways within this long of each other are a
+race, settled by connection id; otherwise the later one stays."""
+
 TerminalSink = Callable[[str, wire.TerminalOutput], None]
 """Where a daemon's terminal output goes: ``(user, frame)``."""
 
@@ -53,6 +57,7 @@ class DaemonConnection:
         self.hello = hello
         self.id = uuid.uuid4().hex
         self.connected_at = time.time()
+        self.accepted = time.monotonic()
         self.last_seen = time.monotonic()
         self.outbox: asyncio.Queue[wire.GatewayFrame | None] = asyncio.Queue()
         self.pending: dict[str, list[asyncio.Future[wire.Reply]]] = {}
@@ -138,6 +143,8 @@ class DaemonHub:
         self.connections: dict[str, DaemonConnection] = {}
         self.on_terminal: TerminalSink | None = None
         """Set by the bus bridge: terminal output of every daemon held here."""
+        self.on_connect: Callable[[DaemonConnection], None] | None = None
+        """Set by the bus bridge: a daemon was accepted here (other gateways are told)."""
 
     # --- for callers ------------------------------------------------------------------
 
@@ -176,6 +183,34 @@ class DaemonHub:
             gateway=self.gateway_id,
             connection=connection.id,
         )
+
+    def replaced_elsewhere(self, presence: wire.DaemonPresence) -> bool:
+        """Another gateway accepted a daemon of ``presence.user``: let an older one held
+        here go (told why, not to come back). Whether one was let go."""
+        held = self.holder(presence.user)
+        if held is None or held.id == presence.connection:
+            return False
+        # a notice is sent the moment its daemon is accepted, so one held here for longer
+        # than notices take is the older; two daemons accepted at once (each gateway hears
+        # of the other's) are told apart by their ids, the same way on both gateways
+        racing = time.monotonic() - held.accepted < PRESENCE_RACE_S
+        if racing and held.id > presence.connection:
+            return False  # ours stays: the other gateway lets its own go
+        log.info(
+            "daemon of %s on %s replaced by one on gateway %s",
+            presence.user,
+            held.hello.hostname,
+            presence.gateway,
+        )
+        self._drop(
+            held,
+            wire.Goodbye(
+                kind="replaced",
+                reason=f"another daemon of this user connected (to gateway {presence.gateway})",
+                reconnect=False,
+            ),
+        )
+        return True
 
     def disconnect(
         self, user: str, kind: wire.GoodbyeKind, reason: str, *, reconnect: bool
@@ -237,6 +272,8 @@ class DaemonHub:
                 )
             )
         log.info("daemon of %s connected from %s (%s)", user, hello.hostname, connection.id)
+        if self.on_connect is not None:
+            self.on_connect(connection)
         connection.send(
             wire.Welcome(
                 connection=connection.id,

@@ -183,13 +183,29 @@ class DaemonReply(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 _encoder = msgspec.json.Encoder()
+
+
+class DaemonPresence(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A gateway accepted a daemon of ``user`` (published on ``daemon_presence(user)`` at
+    once): a gateway holding another connection of that user lets it go. ``connected_at``
+    is for logs only; no decision rests on clocks of different hosts."""
+
+    user: str
+    gateway: str
+    connection: str
+    connected_at: float = 0.0
+
+
 _daemon_frames = msgspec.json.Decoder(DaemonFrame)
 _gateway_frames = msgspec.json.Decoder(GatewayFrame)
 _requests = msgspec.json.Decoder(DaemonRequest)
 _replies = msgspec.json.Decoder(DaemonReply)
+_presences = msgspec.json.Decoder(DaemonPresence)
 
 
-def encode_frame(frame: DaemonFrame | GatewayFrame | DaemonRequest | DaemonReply) -> bytes:
+def encode_frame(
+    frame: DaemonFrame | GatewayFrame | DaemonRequest | DaemonReply | DaemonPresence,
+) -> bytes:
     """A frame (or bus request/reply) as JSON bytes."""
     return _encoder.encode(frame)
 
@@ -223,6 +239,11 @@ def decode_daemon_reply(data: bytes) -> DaemonReply:
     return reply
 
 
+def decode_daemon_presence(data: bytes) -> DaemonPresence:
+    presence: DaemonPresence = _decode(_presences, data, "daemon presence")
+    return presence
+
+
 __all__ = [
     "CONNECT_METHOD",
     "DAEMON_SERVICE",
@@ -233,6 +254,7 @@ __all__ = [
     "Call",
     "Cancel",
     "DaemonFrame",
+    "DaemonPresence",
     "DaemonReply",
     "DaemonRequest",
     "GatewayFrame",
@@ -244,6 +266,7 @@ __all__ = [
     "TerminalOutput",
     "Welcome",
     "decode_daemon_frame",
+    "decode_daemon_presence",
     "decode_daemon_reply",
     "decode_daemon_request",
     "decode_gateway_frame",

@@ -65,6 +65,12 @@ def daemon_command(user: str) -> str:
     return f"{PREFIX}.daemon.command.{_user_token(user)}"
 
 
+def daemon_presence(user: str) -> str:
+    """A gateway's notice that it accepted a daemon of ``user`` (so another gateway holding
+    an older one of the same user lets it go: one daemon per user across gateways)."""
+    return f"{PREFIX}.daemon.presence.{_user_token(user)}"
+
+
 def terminal(user: str, terminal_id: str) -> str:
     """A terminal's output for ``user``, published by the gateway holding the daemon."""
     return f"{PREFIX}.daemon.terminal.{_user_token(user)}.{_user_token(terminal_id)}"
@@ -81,6 +87,7 @@ ALL_TOOLS_REQUESTS = f"{PREFIX}.tools.request.*"
 ALL_TOOLS_SYNC = f"{PREFIX}.tools.request.sync.*"
 ALL_DAEMON_COMMANDS = f"{PREFIX}.daemon.command.*"
 ALL_TERMINAL_INPUT = f"{PREFIX}.daemon.terminal_in.*.*"
+ALL_DAEMON_PRESENCE = f"{PREFIX}.daemon.presence.*"
 
 
 def user_of(subject: str) -> str:
