@@ -712,7 +712,7 @@ async def test_body_limit_swallows_a_routes_disconnect_after_refusing() -> None:
     scope = {"type": "http", "method": "POST", "path": "/v1/x", "headers": []}
     await BodyLimit(app, max_bytes=1000)(scope, receive, send)
     assert sent[0]["status"] == 413
-    assert json.loads(sent[1]["body"])["error"]["code"] == "invalid_request"
+    assert json.loads(sent[1]["body"])["error"]["code"] == "payload_too_large"
     assert len(sent) == 2
     assert next(incoming, None) is None  # the rest of the body was drained
 

@@ -31,7 +31,7 @@ PROTOCOL = [
     "AnyMessage", "ChatMessage", "ChatRequest", "ChatResult", "CompleteMessage", "EmbedRequest",
     "EmbedResult", "ErrorCode", "ErrorInfo", "EventMessage", "EventType", "ForkMessage",
     "InvalidRequestError", "InvokeMessage", "KvDelete", "KvGet", "KvList", "KvPut", "KvScope",
-    "KvValue", "Message", "NoRespondersError", "NotFoundError", "PromoteMessage",
+    "KvValue", "Message", "NoRespondersError", "NotFoundError", "PayloadTooLargeError", "PromoteMessage",
     "ProtocolError", "RequestMessage", "ResponseMessage", "RoostError", "ServiceName",
     "ServiceTimeoutError", "ServiceUnavailableError", "ToolCall", "ToolRequest", "ToolResult",
     "ToolSpec", "TraceContext", "UpstreamError", "Usage", "VecDelete", "VecResult", "VecSearch",

@@ -96,6 +96,8 @@ class ErrorCode(StrEnum):
     """An isolated engine process could not start (or load its model)."""
     ENGINE_CRASH_LOOP = "engine_crash_loop", False
     """An isolated engine process keeps crashing, so it is not restarted for a while."""
+    PAYLOAD_TOO_LARGE = "payload_too_large", False
+    """A value is larger than the path it would travel can carry."""
     CANCELLED = "cancelled", False
     """The run or call was cancelled."""
     INTERNAL = "internal", False
@@ -188,6 +190,13 @@ class NoRespondersError(RoostError):
     """Nothing serves the subject: the service is not running."""
 
     code = ErrorCode.NO_RESPONDERS
+
+
+class PayloadTooLargeError(RoostError):
+    """A value is larger than the path it would travel can carry (the message says which
+    limit, and what to do instead)."""
+
+    code = ErrorCode.PAYLOAD_TOO_LARGE
 
 
 class ServiceUnavailableError(RoostError):

@@ -29,7 +29,7 @@ _CODE_BY_STATUS = {
     404: ErrorCode.NOT_FOUND,
     405: ErrorCode.INVALID_REQUEST,
     409: ErrorCode.INVALID_REQUEST,
-    413: ErrorCode.INVALID_REQUEST,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
     415: ErrorCode.INVALID_REQUEST,
     422: ErrorCode.INVALID_REQUEST,
     429: ErrorCode.RATE_LIMITED,

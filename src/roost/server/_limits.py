@@ -82,9 +82,11 @@ class BodyLimit:
         message = f"request body too large: at most {self.max_bytes} bytes"
         body: dict[str, Any]
         if str(scope.get("path", "")).startswith(OPENAI_PREFIX):
-            body = error_body(413, message, ErrorCode.INVALID_REQUEST)
+            body = error_body(413, message, ErrorCode.PAYLOAD_TOO_LARGE)
         else:
-            body = {"error": {"code": ErrorCode.INVALID_REQUEST, "message": message, "details": {}}}
+            body = {
+                "error": {"code": ErrorCode.PAYLOAD_TOO_LARGE, "message": message, "details": {}}
+            }
         data = json.dumps(body).encode()
         await send(
             {

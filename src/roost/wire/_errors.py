@@ -15,6 +15,7 @@ STATUS_BY_CODE: dict[str, int] = {
     ErrorCode.AUTH: 401,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.CANCELLED: 409,
+    ErrorCode.PAYLOAD_TOO_LARGE: 413,
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.INTERNAL: 500,
     ErrorCode.UNEXPECTED: 500,

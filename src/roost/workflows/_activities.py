@@ -29,6 +29,7 @@ from roost.protocol import (
 from roost.runtime import AgentContext, RunWiring, dispatch_request
 from roost.stores import AgentRecord
 from roost.workflows._errors import to_application_error
+from roost.workflows._payloads import check_durable_size
 
 BEGIN_RUN = "roost.begin_run"
 SERVICE_CALL = "roost.service_call"
@@ -69,7 +70,9 @@ class RunActivities:
             record = await self.wiring.resolve_agent(inv.agent, inv.agent_version)
             parse_manifest(record.manifest, f"{record.path}/agent.toml")  # fail early if bad
             history = await self.load_history(inv, invoke_node)
-            return {"agent": msgspec.to_builtins(record), "history": history}
+            begun = {"agent": msgspec.to_builtins(record), "history": history}
+            check_durable_size(begun, "the run's agent record and branch history")
+            return begun
 
     @activity.defn(name=SERVICE_CALL)
     async def service_call(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -78,7 +81,9 @@ class RunActivities:
             req = msgspec.convert(request, RequestMessage)
             async with self._heartbeats():
                 w = self.wiring
-                return await dispatch_request(w.bus, w.recorder, req, w.router, w.signer)
+                answer = await dispatch_request(w.bus, w.recorder, req, w.router, w.signer)
+            check_durable_size(answer, f"the answer to {req.service}.{req.op}")
+            return answer
 
     @activity.defn(name=EMIT)
     async def emit(self, event: dict[str, Any]) -> None:
@@ -94,6 +99,7 @@ class RunActivities:
             result = fn(*call.get("args", []), **call.get("kwargs", {}))
             if inspect.isawaitable(result):
                 result = await result
+            check_durable_size(msgspec.to_builtins(result), f"the result of step {call['fn']}")
             return result
 
     @activity.defn(name=INVOKE_PROCESS)
@@ -113,7 +119,9 @@ class RunActivities:
             )
             async with self._heartbeats():
                 output = await self.process_runtime.run(ctx, record, manifest)
-            return {"output": output, "usage": msgspec.to_builtins(dispatcher.usage)}
+            result = {"output": output, "usage": msgspec.to_builtins(dispatcher.usage)}
+            check_durable_size(msgspec.to_builtins(result), f"the output of agent {inv.agent!r}")
+            return result
 
     @activity.defn(name=FINISH_RUN)
     async def finish_run(self, complete: dict[str, Any]) -> None:

@@ -106,6 +106,10 @@ class TemporalExecutor:
             workflow_runner=UnsandboxedWorkflowRunner(),
             max_concurrent_activities=max_concurrent_activities,
             max_concurrent_local_activities=max_concurrent_activities,
+            # a workflow task that cannot complete (a bug in roost's workflow code, a payload
+            # over Temporal's limit, non-determinism) fails the run with its cause instead of
+            # being retried forever while the caller waits (docs/durable-runs.md)
+            workflow_failure_exception_types=[Exception],
         )
         self._worker_task = asyncio.create_task(self._worker.run(), name="temporal worker")
 

@@ -57,6 +57,7 @@ from roost.workflows._activities import (
     STEP,
 )
 from roost.workflows._errors import from_activity_error, retry_policy
+from roost.workflows._payloads import check_durable_size
 
 WORKFLOW_NAME = "roost.AgentRun"
 ANSWER_SIGNAL = "answer"
@@ -149,6 +150,7 @@ class WorkflowDispatcher:
             owner=self.invocation.owner,
         )
         arg = msgspec.to_builtins(request)
+        check_durable_size(arg, f"the {service}.{op} request")
         limit = timedelta(seconds=timeout + 5)
         policy = retry_policy(self.options.max_attempts)
         try:
@@ -172,10 +174,12 @@ class WorkflowDispatcher:
     async def emit(self, type: EventType, data: dict[str, Any], *, local: bool = True) -> None:
         event = EventMessage(**self._envelope(), type=type, agent=self.invocation.agent, data=data)
         run = workflow.execute_local_activity if local else workflow.execute_activity
+        arg = msgspec.to_builtins(event)
+        check_durable_size(arg, f"the {type} event")
         try:
             await run(
                 EMIT,
-                msgspec.to_builtins(event),
+                arg,
                 start_to_close_timeout=timedelta(seconds=10),
                 retry_policy=retry_policy(3),
             )
@@ -201,11 +205,13 @@ class WorkflowDispatcher:
                 "able to find it by name"
             )
         name = f"{module}:{qualname}"
+        call = {"fn": name, "args": list(args), "kwargs": kwargs}
+        check_durable_size(call, f"the arguments of step {qualname}")
         await self.emit("step", {"message": f"step {qualname}", "step": qualname})
         try:
             result = await workflow.execute_local_activity(
                 STEP,
-                {"fn": name, "args": list(args), "kwargs": kwargs},
+                call,
                 start_to_close_timeout=timedelta(seconds=self.options.request_timeout_s),
                 retry_policy=retry_policy(self.options.max_attempts),
             )
@@ -315,6 +321,10 @@ class AgentRunWorkflow:
         except asyncio.CancelledError:
             cancelled = True
             error = ErrorInfo(code=ErrorCode.CANCELLED, message="the run was cancelled")
+        try:  # an output too large to record would fail the workflow task forever
+            check_durable_size(msgspec.to_builtins(output), "the run's output")
+        except RoostError as exc:
+            output, error = None, exc.to_info()
         complete = completion(
             inv,
             output,
