@@ -22,6 +22,7 @@ from roost.devservers import DevServerError, NatsServer, free_port
 from roost.protocol import (
     InvalidRequestError,
     NoRespondersError,
+    PayloadTooLargeError,
     RequestMessage,
     ResponseMessage,
     ServiceTimeoutError,
@@ -62,6 +63,9 @@ class EchoService(ServiceWorker):
 
     async def op_boom(self, request: RequestMessage) -> dict[str, Any]:
         raise RuntimeError("kaboom")
+
+    async def op_grow(self, request: RequestMessage) -> dict[str, Any]:
+        return {"blob": "y" * int(request.body["size"])}
 
 
 def request_to(worker: ServiceWorker, op: str, **body: Any) -> RequestMessage:
@@ -284,13 +288,36 @@ async def test_unknown_op_names_the_known_ops(bus: Bus, prefix: str) -> None:
     with pytest.raises(InvalidRequestError) as info:
         raise_for_error(response)
     message = str(info.value)
-    assert "'teleport'" in message and "known: boom, echo, ping" in message
+    assert "'teleport'" in message and "known: boom, echo, grow, ping" in message
     await worker.stop()
     with pytest.raises(NoRespondersError):
         await call_service(bus, request_to(worker, "echo"), shard=shard)
 
 
 # --- NATS only -----------------------------------------------------------------------------
+
+
+@pytest.mark.nats
+async def test_a_message_over_natss_max_payload_fails_at_once_and_clearly(
+    nats_server: NatsServer,
+) -> None:
+    """A request over NATS' max_payload is refused before sending; an answer over it is
+    answered as a ``payload_too_large`` error, not left to time out."""
+    async with NatsBus(nats_server.url, client_name="big") as bus:
+        big = b"x" * 2_000_000
+        began = time.monotonic()
+        with pytest.raises(PayloadTooLargeError, match="max_payload") as caught:
+            await bus.request("big.request", big, timeout=5)
+        assert caught.value.code == "payload_too_large" and time.monotonic() - began < 1
+        worker = EchoService(bus, shard="big")
+        await worker.start()
+        await bus.flush()
+        began = time.monotonic()
+        grow = request_to(worker, "grow", size=2_000_000)  # a small request, a big answer
+        response = await call_service(bus, grow, shard="big")
+        assert response.error is not None and response.error.code == "payload_too_large"
+        assert time.monotonic() - began < 3
+        await worker.stop()
 
 
 @pytest.mark.nats

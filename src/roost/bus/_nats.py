@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from typing import Any
 
@@ -30,7 +31,12 @@ from roost.bus._base import (
     cancel_and_wait,
     validate_subject,
 )
-from roost.protocol import NoRespondersError, ServiceTimeoutError, ServiceUnavailableError
+from roost.protocol import (
+    NoRespondersError,
+    PayloadTooLargeError,
+    ServiceTimeoutError,
+    ServiceUnavailableError,
+)
 
 log = logging.getLogger("roost.bus.nats")
 
@@ -218,12 +224,26 @@ class NatsBus(Bus):
     async def flush(self, timeout: float = 5.0) -> None:
         await self.client.flush(timeout=timeout)  # type: ignore[arg-type]  # takes floats
 
+    def _check_size(self, subject: str, data: bytes) -> None:
+        """Refuse, at once and clearly, a message NATS would refuse (``max_payload``)."""
+        limit = self.client.max_payload
+        if len(data) > limit:
+            raise PayloadTooLargeError(
+                f"a {len(data) / 1e6:.1f} MB message for {subject} is over the NATS server's "
+                f"max_payload of {limit / 1e6:.1f} MB (its `max_payload` setting): keep values "
+                "smaller, or raise the server's limit",
+                size=len(data),
+                limit=limit,
+            )
+
     async def publish(self, subject: str, data: bytes) -> None:
         validate_subject(subject, wildcards=False)
+        self._check_size(subject, data)
         await self.client.publish(subject, data)
 
     async def request(self, subject: str, data: bytes, timeout: float) -> bytes:
         validate_subject(subject, wildcards=False)
+        self._check_size(subject, data)
         try:
             msg = await self.client.request(subject, data, timeout=timeout)
         except nats.errors.NoRespondersError:
@@ -306,8 +326,12 @@ class NatsBus(Bus):
     async def subscribe(self, subject: str, handler: Handler, queue: str = "") -> Subscription:
         validate_subject(subject, wildcards=True)
 
+        async def respond(msg: Msg, data: bytes) -> None:
+            self._check_size(msg.reply, data)
+            await msg.respond(data)
+
         async def callback(msg: Msg) -> None:
-            responder = msg.respond if msg.reply else None
+            responder = functools.partial(respond, msg) if msg.reply else None
             try:
                 await handler(Delivery(msg.subject, msg.data, msg.reply, responder))
             except Exception:  # a faulty handler must not kill the subscription

@@ -20,6 +20,7 @@ from roost.protocol import (
     ErrorCode,
     ErrorInfo,
     InvalidRequestError,
+    PayloadTooLargeError,
     ProtocolError,
     RequestMessage,
     ResponseMessage,
@@ -119,7 +120,13 @@ class ServiceWorker:
         if delivery.reply:
             response = _with_duration(response, started)
             try:
-                await delivery.respond(encode(response))
+                try:
+                    await delivery.respond(encode(response))
+                except PayloadTooLargeError as exc:  # tell the caller why, not a timeout
+                    log.warning(
+                        "%s: the answer to %s is too large: %s", self.subject, request.id, exc
+                    )
+                    await delivery.respond(encode(ResponseMessage(ok=False, error=exc.to_info())))
             except Exception as exc:  # the caller may be gone; nothing to do but log
                 log.warning("%s could not answer %s: %s", self.subject, request.id, exc)
 
