@@ -42,3 +42,8 @@ def make_agent(
     if tools:
         files["tools.py"] = tools
     return write_agent(root / name, files)
+
+
+def tools_toml(*names: str, runs_on: str = "daemon") -> str:
+    """``[[tools]]`` tables declaring ``names``, each placed ``runs_on``."""
+    return "".join(f'\n[[tools]]\nname = "{name}"\nruns_on = "{runs_on}"\n' for name in names)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from agent_helpers import make_agent
+from agent_helpers import make_agent, tools_toml
 from api_helpers import Api, api_server, make_user
 from gateway_helpers import RunningGateway, running_daemon, start_gateway
 from roost.agents import pack_folder
@@ -47,17 +47,7 @@ async def run(ctx, input):
     }
 """
 
-TOOLS = """
-services = ["tool"]
-
-[[tools]]
-name = "shell"
-runs_on = "daemon"
-
-[[tools]]
-name = "notes.add"
-runs_on = "daemon"
-"""
+TOOLS = 'services = ["tool"]\n' + tools_toml("shell", "notes.add")
 
 
 def _settings(home: Path, nats: str, db: str, keys: tuple[Path, Path], **runtime: Any) -> Settings:

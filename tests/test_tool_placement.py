@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from agent_helpers import make_agent
+from agent_helpers import make_agent, tools_toml
 from roost.agents import ManifestError, parse_manifest
 from roost.config import Settings
 from roost.platform import Platform
@@ -45,24 +45,16 @@ async def run(ctx, input):
     return await ctx.tool("read_file", path="notes.txt")
 """
 
-TOOLS = """
-[[tools]]
-name = "shell"
-runs_on = "daemon"
-
-[[tools]]
-name = "notes.add"
-runs_on = "daemon"
-
-[[tools]]
-name = "web.shout"
-runs_on = "daemon"
+TOOLS = (
+    tools_toml("shell", "notes.add", "web.shout")
+    + """
 
 [[tools]]
 name = "read_file"
 runs_on = "anywhere"
 entry = "tools:read_file"
 """
+)
 
 READ_TOOL = """
 [[tools]]
