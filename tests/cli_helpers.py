@@ -3,6 +3,7 @@ subprocess per command, and polling for what a command eventually shows."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -39,6 +40,19 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+async def await_until(
+    check: Callable[[], Any], timeout: float, what: str, *, every: float = 0.05
+) -> Any:
+    """:func:`wait_until` in a test's event loop (which keeps running while it polls)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        await asyncio.sleep(every)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
 
 
 def wait_until(check: Callable[[], Any], timeout: float, what: str, *, every: float = 0.2) -> Any:

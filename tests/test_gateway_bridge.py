@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from cli_helpers import await_until
 from gateway_helpers import RunningGateway, running_daemon, start_gateway
 from roost.auth import GrantSigner, GrantVerifier
 from roost.bus import Delivery
@@ -213,17 +214,19 @@ async def test_a_second_daemon_on_another_gateway_replaces_the_first(
         tmp_path / "one", "tok-alice", [cluster.gateways[0].address], root=tmp_path / "one"
     )
     async with first as daemon_one:
-        await asyncio.sleep(0.2)  # a second later, not a race
+        await asyncio.sleep(1.0)  # a second later: not a race (PRESENCE_RACE_S)
         second = running_daemon(
             tmp_path / "two", "tok-alice", [cluster.gateways[1].address], root=tmp_path / "two"
         )
         async with second:
-            for _ in range(100):
-                if cluster.gateways[0].hub.holder("alice") is None and (
-                    not daemon_one.connected.is_set()
-                ):
-                    break
-                await asyncio.sleep(0.05)
+            await await_until(
+                lambda: (
+                    cluster.gateways[0].hub.holder("alice") is None
+                    and not daemon_one.connected.is_set()
+                ),
+                5,
+                "the first daemon to be let go",
+            )
             assert cluster.gateways[0].hub.holder("alice") is None
             assert not daemon_one.connected.is_set()
             holder = cluster.gateways[1].hub.holder("alice")

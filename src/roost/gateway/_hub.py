@@ -29,9 +29,10 @@ Authenticate = Callable[[str], Awaitable[str]]
 :class:`PermissionError` with the reason (the daemon is told and stops)."""
 
 
-PRESENCE_RACE_S = 5.0
-"""Two daemons of one user accepted by two gateways within this long of each other are a
-race, settled by connection id; otherwise the later one stays."""
+PRESENCE_RACE_S = 0.5
+"""Two daemons of one user accepted by two gateways within this long of each other (far
+more than a notice takes over NATS) are a race, settled by connection id; otherwise the
+later one stays."""
 
 TerminalSink = Callable[[str, wire.TerminalOutput], None]
 """Where a daemon's terminal output goes: ``(user, frame)``."""
