@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from cli_helpers import await_until
 from roost.gateway import DaemonHub, DaemonOffline, start_daemon_server
 from roost.protocol import daemon as wire
 from roost.toolsd import DaemonClient, DaemonStopped, Gateway, HostConfig, ToolHost
@@ -125,10 +126,8 @@ async def test_a_token_of_another_user_than_expected_stops_the_daemon(
     client = DaemonClient(_host(tmp_path, "a"), [address], "tok-alice", expected_user="bob")
     with pytest.raises(DaemonStopped, match="belongs to user alice, not bob"):
         await asyncio.wait_for(client.run(asyncio.Event()), 10)
-    for _ in range(100):  # the daemon hung up: the gateway lets the stream go
-        if hub.holder("alice") is None:
-            break
-        await asyncio.sleep(0.05)
+    # the daemon hung up: the gateway lets the stream go
+    await await_until(lambda: hub.holder("alice") is None, 5, "the gateway to drop the stream")
     assert hub.holder("alice") is None
 
 

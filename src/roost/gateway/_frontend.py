@@ -93,10 +93,11 @@ class TerminalSession:
 
     async def send(self, data: bytes = b"", *, rows: int = 0, cols: int = 0) -> None:
         """Keystrokes (and/or a new size) for the terminal."""
-        frame = wire.TerminalInput(terminal=self.id, data=data, rows=rows, cols=cols)
-        await self.bus.publish(
-            subjects.terminal_input(self.user, self.id), wire.encode_frame(frame)
-        )
+        await self._publish(wire.TerminalInput(terminal=self.id, data=data, rows=rows, cols=cols))
+
+    async def _publish(self, frame: wire.TerminalInput) -> None:
+        subject = subjects.terminal_input(self.user, self.id)
+        await self.bus.publish(subject, wire.encode_frame(frame))
 
     async def frames(self) -> AsyncIterator[wire.TerminalOutput]:
         """The terminal's output until it closes."""
@@ -109,10 +110,7 @@ class TerminalSession:
     async def close(self) -> None:
         """Hang up the shell and stop listening."""
         with contextlib.suppress(RoostError):
-            frame = wire.TerminalInput(terminal=self.id, close=True)
-            await self.bus.publish(
-                subjects.terminal_input(self.user, self.id), wire.encode_frame(frame)
-            )
+            await self._publish(wire.TerminalInput(terminal=self.id, close=True))
         if self._subscription is not None:
             await self._subscription.unsubscribe()
             self._subscription = None

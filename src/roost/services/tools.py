@@ -29,7 +29,7 @@ from roost.protocol import (
 )
 from roost.protocol import daemon as wire
 from roost.services._base import ServiceWorker
-from roost.tools import DeclaredTool, Tool
+from roost.tools import DeclaredTool, Tool, offered_name
 from roost.toolsd import BUILTIN_SPECS
 
 log = logging.getLogger("roost.services.tools")
@@ -99,7 +99,8 @@ class ToolService(ServiceWorker):
 
     async def op_specs(self, request: RequestMessage) -> dict[str, Any]:
         tools = await self._tools(request)
-        offered = await self._offered_by_daemon(request, tools)
+        on_daemon = any(t.runs_on != "server" for t in tools.values())
+        offered = await self._offered_by_daemon(request) if on_daemon else None
         specs = []
         for tool in tools.values():
             spec = self._spec(tool, offered)
@@ -131,12 +132,9 @@ class ToolService(ServiceWorker):
             "parameters": source.get("parameters") or {"type": "object", "properties": {}},
         }
 
-    async def _offered_by_daemon(
-        self, request: RequestMessage, tools: dict[str, DeclaredTool]
-    ) -> dict[str, dict[str, Any]] | None:
-        """The owner's daemon's tools by name, or ``None`` when none is connected (or none
-        is needed)."""
-        if self.daemons is None or all(t.runs_on == "server" for t in tools.values()):
+    async def _offered_by_daemon(self, request: RequestMessage) -> dict[str, dict[str, Any]] | None:
+        """The owner's daemon's tools by name, or ``None`` when none is connected."""
+        if self.daemons is None:
             return None
         if await self.daemons.online(request.owner, grant=request.grant) is None:
             return None
@@ -163,7 +161,7 @@ class ToolService(ServiceWorker):
     async def op_call(self, request: RequestMessage) -> dict[str, Any]:
         call = from_body(request.body, ToolRequest)
         tools = await self._tools(request)
-        tool = tools.get(call.name) or tools.get(call.name.replace(".", "__"))
+        tool = tools.get(call.name) or tools.get(offered_name(call.name))
         if tool is None:
             raise NotFoundError(
                 f"agent {request.agent!r} has no tool {call.name!r} "
@@ -179,7 +177,7 @@ class ToolService(ServiceWorker):
         ``anywhere`` tool, when the owner's daemon is connected and offers it."""
         if tool.runs_on != "anywhere":
             return tool.runs_on == "daemon"
-        offered = await self._offered_by_daemon(request, {tool.offered_name: tool})
+        offered = await self._offered_by_daemon(request)
         return offered is not None and tool.name in offered
 
     async def _on_daemon(

@@ -36,7 +36,7 @@ REMEMBERED_CALLS = 4096
 
 CANCELLED_RESULT: dict[str, Any] = {"output": "the call was cancelled", "is_error": True}
 
-FRONTEND_OPS = {
+VIEW_TOOLS = {
     "fs.list": "list_files",
     "fs.read": "read_file",
     "fs.write": "write_file",
@@ -134,12 +134,8 @@ class ToolHost:
         try:
             body = await self.handle(call.id, call.op, call.body, call.timeout_s)
             return wire.Reply(id=call.id, body=body)
-        except OpError as exc:
-            return wire.Reply(id=call.id, ok=False, error=exc.info)
         except Exception as exc:
-            log.exception("operation %s failed", call.op)
-            error = ErrorInfo(code="internal", message=f"{type(exc).__name__}: {exc}")
-            return wire.Reply(id=call.id, ok=False, error=error)
+            return _failure(call.id, exc, f"operation {call.op}")
 
     async def handle(
         self, call_id: str, op: str, body: dict[str, Any], timeout_s: float
@@ -154,8 +150,8 @@ class ToolHost:
             if task is not None:
                 task.cancel()
             return {"cancelled": task is not None}
-        if op in FRONTEND_OPS:  # a browser's file and process views: the same tools
-            call = {"name": FRONTEND_OPS[op], "arguments": body}
+        if op in VIEW_TOOLS:  # a browser's file and process views: the same tools
+            call = {"name": VIEW_TOOLS[op], "arguments": body}
             result = await self._once(call_id, call, timeout_s)
             if result.get("is_error"):
                 code = "invalid_request" if result.get("denied") else "tool_failed"
@@ -309,13 +305,19 @@ def _reply(call_id: str, task: asyncio.Task[dict[str, Any]]) -> wire.Reply:
     if task.cancelled():
         return wire.Reply(id=call_id, body=CANCELLED_RESULT)
     exc = task.exception()
+    if exc is not None:
+        return _failure(call_id, exc, f"tool call {call_id}")
+    return wire.Reply(id=call_id, body=task.result())
+
+
+def _failure(call_id: str, exc: BaseException, what: str) -> wire.Reply:
+    """The reply of a failed operation: an :class:`OpError` as it says, anything else (a
+    bug of the daemon, logged) as ``internal``."""
     if isinstance(exc, OpError):
         return wire.Reply(id=call_id, ok=False, error=exc.info)
-    if exc is not None:
-        log.error("tool call %s failed", call_id, exc_info=exc)
-        error = ErrorInfo(code="internal", message=f"{type(exc).__name__}: {exc}")
-        return wire.Reply(id=call_id, ok=False, error=error)
-    return wire.Reply(id=call_id, body=task.result())
+    log.error("%s failed", what, exc_info=exc)
+    error = ErrorInfo(code="internal", message=f"{type(exc).__name__}: {exc}")
+    return wire.Reply(id=call_id, ok=False, error=error)
 
 
 def _refused(name: str, exc: PolicyDenied) -> dict[str, Any]:
